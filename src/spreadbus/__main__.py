@@ -1,0 +1,5 @@
+import sys
+
+from spreadbus.cli import main
+
+sys.exit(main())

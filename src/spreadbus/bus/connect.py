@@ -1,0 +1,78 @@
+"""Connections to a single Redis node or a Redis Cluster, from one Settings object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+from spreadbus.bus.embedded import url_file
+from spreadbus.config import Settings
+
+# Both clients speak the same commands; code that must differ (multi-key reads) asks
+# ``is_cluster``. Typed as Any-compatible alias because redis-py's stubs differ per class.
+AsyncRedis = aioredis.Redis | AsyncRedisCluster
+
+
+class RedisUnavailableError(RuntimeError):
+    """No Redis to talk to; the message says how to get one."""
+
+
+def resolve_url(settings: Settings) -> str:
+    """The configured URL, or the one a running embedded Redis left in the data dir."""
+    if settings.redis_url:
+        return settings.redis_url
+    path = url_file(settings.data_dir)
+    try:
+        return path.read_text().strip()
+    except OSError:
+        raise RedisUnavailableError(
+            f"no Redis: start one with `spreadbus redis --data-dir {settings.data_dir}` "
+            "(or `spreadbus up`), or give --redis-url"
+        ) from None
+
+
+def _plain(url: str) -> str:
+    return url.replace("redis+cluster://", "redis://").replace("rediss+cluster://", "rediss://")
+
+
+def _options() -> dict[str, Any]:
+    # No socket_timeout: blocking XREAD must be allowed to wait longer than any fixed timeout;
+    # keepalive and health checks find dead connections instead.
+    return {
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+    }
+
+
+def connect(settings: Settings, url: str | None = None) -> AsyncRedis:
+    """An asyncio client (bytes responses) for the configured Redis or Redis Cluster."""
+    url = url or resolve_url(settings)
+    if settings.cluster or "+cluster://" in url:
+        return AsyncRedisCluster.from_url(_plain(url), socket_connect_timeout=5)
+    return aioredis.Redis.from_url(url, **_options())
+
+
+def connect_sync(settings: Settings, url: str | None = None) -> redis.Redis | redis.RedisCluster:
+    """A blocking client, for command-line checks and tools."""
+    url = url or resolve_url(settings)
+    if settings.cluster or "+cluster://" in url:
+        return redis.RedisCluster.from_url(_plain(url), socket_connect_timeout=5)
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+
+
+def is_cluster(client: object) -> bool:
+    return isinstance(client, AsyncRedisCluster | redis.RedisCluster)
+
+
+def describe(url: str) -> str:
+    """A URL safe to print: the password replaced by ``***``."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

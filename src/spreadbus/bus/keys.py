@@ -1,0 +1,99 @@
+"""Every Redis key and channel name spreadbus uses, and nowhere else.
+
+The schema is ARCHITECTURE.md section 3. The ``{...}`` in the contract are real Redis Cluster
+hash tags: ``stream:ticks:{BTCUSDT}``, ``ts:price:{BTCUSDT}`` and ``state:analytics:{BTCUSDT}``
+all hash on ``BTCUSDT`` and so share one slot, which is what lets one pipeline, one TS.MADD or
+one multi-stream XREAD touch all keys of a symbol on a cluster without CROSSSLOT errors.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+CandleField = Literal["open", "high", "low", "close", "volume"]
+CANDLE_FIELDS: Final[tuple[CandleField, ...]] = ("open", "high", "low", "close", "volume")
+
+CHANNEL_ALERTS: Final = "channel:alerts"
+CHANNEL_LOGS: Final = "channel:logs"
+CHANNEL_CONFIG: Final = "channel:config"
+
+CONFIG_PAIRS: Final = "config:pairs"
+CONFIG_ALERTS: Final = "config:alerts"
+
+GHOST_SUFFIX: Final = ":GHOST"
+
+
+def tick_stream(symbol: str) -> str:
+    """Normalized real ticks of one symbol (~5 min)."""
+    return f"stream:ticks:{{{symbol}}}"
+
+
+def ghost_stream(symbol: str) -> str:
+    """The simulated second venue's ticks of one symbol (~5 min)."""
+    return f"stream:ticks:{{{symbol}}}{GHOST_SUFFIX}"
+
+
+def stream_symbol(key: str | bytes) -> tuple[str, bool]:
+    """Inverse of :func:`tick_stream` / :func:`ghost_stream`: ``(symbol, is_ghost)``."""
+    text = key.decode() if isinstance(key, bytes) else key
+    is_ghost = text.endswith(GHOST_SUFFIX)
+    return text[text.index("{") + 1 : text.index("}")], is_ghost
+
+
+def price_series(symbol: str) -> str:
+    """Raw tick-level last price per millisecond (1 h); also the source of the close candle."""
+    return f"ts:price:{{{symbol}}}"
+
+
+def candle_series(symbol: str, field: CandleField) -> str:
+    """1-minute candle field, written by a compaction rule (24 h)."""
+    return f"ts:ohlc:{{{symbol}}}:1m:{field}"
+
+
+def candle_source_series(symbol: str, field: CandleField) -> str:
+    """Per-millisecond pre-aggregate feeding one candle rule (open/high/low/volume).
+
+    A TimeSeries keeps one sample per millisecond, so a single price series cannot give an
+    exact open, high, low and volume when many trades share a millisecond. Each of these
+    series keeps the right per-millisecond aggregate (FIRST, MAX, MIN, SUM duplicate policy)
+    and its compaction rule turns it into the exact candle field. Close comes from
+    :func:`price_series` (LAST policy).
+    """
+    if field == "close":
+        return price_series(symbol)
+    return f"ts:tick:{{{symbol}}}:{field}"
+
+
+def analytics_series(pair: str, metric: str) -> str:
+    """Per-pair analytics history on the 1 s grid, for charts."""
+    return f"ts:analytics:{{{pair}}}:{metric}"
+
+
+def analytics_state(name: str) -> str:
+    """Latest snapshot hash of a symbol (``BTCUSDT``) or a pair (``ETHUSDT/BTCUSDT``)."""
+    return f"state:analytics:{{{name}}}"
+
+
+def health(service: str) -> str:
+    """Heartbeat hash of one service; expires when the service stops beating."""
+    return f"state:health:{{{service}}}"
+
+
+def recent_alerts() -> str:
+    """Capped list of the latest alert events (JSON), newest first, for the dashboard."""
+    return "state:alerts:recent"
+
+
+def engine_cursor() -> str:
+    """Hash stream key -> last stream id the QuantEngine has fully processed."""
+    return "state:engine:cursor"
+
+
+def alert_state() -> str:
+    """Hash rule|pair -> firing state, so a restarted engine does not re-fire."""
+    return "state:engine:alerts"
+
+
+def archivist_cursor() -> str:
+    """Hash stream key -> last stream id safely spooled to disk by the Archivist."""
+    return "state:archivist:cursor"

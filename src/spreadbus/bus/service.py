@@ -1,0 +1,303 @@
+"""How a spreadbus service lives and dies.
+
+:func:`run_service` is the whole lifecycle of ``spreadbus gateway|engine|logger|archivist``:
+connect (waiting for Redis if it is not up yet), run until SIGINT/SIGTERM or until the service
+returns, beat a heartbeat into ``state:health:{service}`` (with a TTL) and onto ``channel:logs``,
+and close everything in ``finally``. :func:`check_health` is ``spreadbus <service> --check``.
+
+Structured logging: services log with :class:`EventLog` (``log.info("reconnected", delay=1.5)``);
+each event goes to the console and, as a JSON :class:`LogEvent`, to ``channel:logs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import orjson
+import redis.exceptions
+
+from spreadbus.bus import keys
+from spreadbus.bus.codec import LEVELS, Level, LogEvent, log_event_to_json
+from spreadbus.bus.connect import AsyncRedis, RedisUnavailableError, connect, describe, resolve_url
+from spreadbus.config import Settings
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+LOG_QUEUE_LIMIT = 10_000
+
+
+class EventLog:
+    """Structured events for one service: ``log.warning("gap", symbol="BTCUSDT", missed=3)``."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._logger = logging.getLogger(f"spreadbus.{service}")
+
+    def log(self, level: Level, event: str, **fields: Any) -> None:
+        self._logger.log(logging.getLevelName(level), event, extra={"fields": fields})
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self.log("DEBUG", event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.log("INFO", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.log("WARNING", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.log("ERROR", event, **fields)
+
+
+def _fields_text(fields: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``02:48:15.123 INFO    gateway  reconnected delay=1.5``"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        service = record.name.removeprefix("spreadbus.")
+        fields = _fields_text(getattr(record, "fields", {}) or {})
+        line = f"{stamp}.{int(record.msecs):03d} {record.levelname:<7} {service:<9} "
+        line += f"{record.getMessage()} {fields}".rstrip()
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class LogPublisher(logging.Handler):
+    """Forwards log records to ``channel:logs`` from a background task, never blocking.
+
+    ``emit`` only appends to a bounded queue; when Redis is slow or down the oldest events are
+    dropped and counted (``dropped``) rather than stalling the hot path.
+    """
+
+    def __init__(self, service: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.service = service
+        self.queue: collections.deque[bytes] = collections.deque(maxlen=LOG_QUEUE_LIMIT)
+        self.dropped = 0
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname if record.levelname in LEVELS else "INFO"
+        fields = dict(getattr(record, "fields", {}) or {})
+        if record.exc_info and record.exc_info[1] is not None:
+            fields["error"] = repr(record.exc_info[1])
+        service = record.name.removeprefix("spreadbus.").split(".")[0]
+        event = LogEvent(level=level, service=service, event=record.getMessage(), fields=fields)  # type: ignore[arg-type]
+        self.publish(event)
+
+    def publish(self, event: LogEvent) -> None:
+        if len(self.queue) == self.queue.maxlen:
+            self.dropped += 1
+        self.queue.append(log_event_to_json(event))
+        if self._loop is not None and self._wake is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed at exit
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, client: AsyncRedis) -> None:
+        """Drain the queue into Redis until cancelled; survive Redis outages."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush_to(client)
+
+    async def flush_to(self, client: AsyncRedis) -> None:
+        while self.queue:
+            batch = [self.queue.popleft() for _ in range(min(len(self.queue), 500))]
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    for payload in batch:
+                        pipe.publish(keys.CHANNEL_LOGS, payload)
+                    await pipe.execute()
+            except REDIS_ERRORS:
+                self.queue.extendleft(reversed(batch))  # keep them for the next attempt
+                await asyncio.sleep(0.5)
+                return
+
+
+def configure_logging(service: str, level: str, console_level: str | None = None) -> LogPublisher:
+    """Console + Redis logging for this process; returns the Redis handler."""
+    root = logging.getLogger("spreadbus")
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG)
+    root.propagate = False
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(console_level or level)
+    console.setFormatter(ConsoleFormatter())
+    publisher = LogPublisher(service)
+    publisher.setLevel(level)
+    root.addHandler(console)
+    root.addHandler(publisher)
+    return publisher
+
+
+class Service(Protocol):
+    """What a service implements; :func:`run_service` does the rest."""
+
+    name: str
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set (or until done, e.g. a finite replay)."""
+
+    def health(self) -> Mapping[str, Any]:
+        """Counters and status for the heartbeat (flat, JSON-serializable values)."""
+
+    async def close(self) -> None:
+        """Release resources; called once, in ``finally``."""
+
+
+ServiceFactory = Callable[[Settings, AsyncRedis, EventLog], Service]
+
+
+async def _connect_when_ready(settings: Settings, log: EventLog, stop: asyncio.Event) -> AsyncRedis:
+    """Connect, waiting (capped backoff) while Redis is not up yet, e.g. still loading its AOF."""
+    delay = 0.2
+    warned = False
+    while True:
+        url = resolve_url(settings)
+        client = connect(settings, url)
+        try:
+            await client.ping()
+            return client
+        except (*REDIS_ERRORS, redis.exceptions.BusyLoadingError) as exc:
+            await client.aclose()
+            if not warned:
+                log.warning("waiting for redis", url=describe(url), error=str(exc))
+                warned = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            raise RedisUnavailableError("stopped while waiting for Redis")
+        delay = min(delay * 2, 5.0)
+
+
+async def _heartbeat(
+    client: AsyncRedis,
+    service: Service,
+    publisher: LogPublisher,
+    settings: Settings,
+    started_ms: int,
+) -> None:
+    interval = settings.heartbeat_interval
+    ttl_ms = int(max(3 * interval, 5.0) * 1000)
+    key = keys.health(service.name)
+    while True:
+        fields = dict(service.health())
+        fields["log_dropped"] = publisher.dropped
+        beat = {
+            "service": service.name,
+            "pid": os.getpid(),
+            "started_ms": started_ms,
+            "last_beat_ms": int(time.time() * 1000),
+            "interval_s": interval,
+            "status": "running",
+            "counters": orjson.dumps(fields, default=str).decode(),
+        }
+        try:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.delete(key)
+                pipe.hset(key, mapping=beat)
+                pipe.pexpire(key, ttl_ms)
+                await pipe.execute()
+        except REDIS_ERRORS:
+            pass  # the service's own loop reports the outage; the key simply expires
+        publisher.publish(LogEvent("INFO", service.name, "heartbeat", fields))
+        await asyncio.sleep(interval)
+
+
+async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> int:
+    publisher = configure_logging(name, settings.log_level, settings.console_level)
+    log = EventLog(name)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    started_ms = int(time.time() * 1000)
+    try:
+        client = await _connect_when_ready(settings, log, stop)
+    except RedisUnavailableError as exc:
+        print(f"spreadbus {name}: {exc}", file=sys.stderr)
+        return 1
+    service: Service | None = None
+    tasks: list[asyncio.Task[None]] = []
+    code = 0
+    try:
+        tasks.append(asyncio.create_task(publisher.run(client), name="log-publisher"))
+        service = factory(settings, client, log)
+        tasks.append(
+            asyncio.create_task(_heartbeat(client, service, publisher, settings, started_ms))
+        )
+        log.info("started", pid=os.getpid())
+        work = asyncio.create_task(service.run(stop), name=f"{name}-main")
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        stopper.cancel()
+        try:
+            await asyncio.wait_for(work, timeout=15)
+        except TimeoutError:
+            log.error("did not stop within 15 s; cancelled")
+            code = 1
+        except Exception as exc:
+            log.error("crashed", error=repr(exc), exc_info=exc)
+            code = 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if service is not None:
+            try:
+                await service.close()
+            except Exception as exc:
+                log.error("close failed", error=repr(exc))
+        with contextlib.suppress(*REDIS_ERRORS):
+            await client.delete(keys.health(name))
+        log.info("stopped", code=code)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(publisher.flush_to(client), 2)
+        await client.aclose()
+    return code
+
+
+def run_service(factory: ServiceFactory, name: str, settings: Settings) -> int:
+    """Run a service in this process until it stops; returns the process exit code."""
+    try:
+        return asyncio.run(_lifecycle(factory, name, settings))
+    except KeyboardInterrupt:
+        return 130
+
+
+def check_health(name: str, settings: Settings) -> tuple[bool, str]:
+    """``spreadbus <service> --check``: is there a fresh heartbeat?"""
+    from spreadbus.bus.connect import connect_sync  # noqa: PLC0415 (keep import light)
+
+    try:
+        client = connect_sync(settings)
+        beat = client.hgetall(keys.health(name))
+    except RedisUnavailableError as exc:
+        return False, f"{name}: {exc}"
+    except REDIS_ERRORS as exc:
+        return False, f"{name}: cannot reach Redis ({exc})"
+    if not beat:
+        return False, f"{name}: not running (no heartbeat)"
+    fields = {k.decode(): v.decode() for k, v in beat.items()}  # type: ignore[union-attr]
+    age = time.time() - int(fields["last_beat_ms"]) / 1000
+    limit = max(3 * float(fields.get("interval_s", 2)), 5.0)
+    if age > limit:
+        return False, f"{name}: stale heartbeat ({age:.1f} s old), pid {fields.get('pid')}"
+    return True, f"{name}: healthy, pid {fields.get('pid')}, last beat {age:.1f} s ago"
