@@ -45,8 +45,12 @@ def main(names: Sequence[str] = ()) -> int:
     for column in ("benchmark", "case", "metric", "value", "unit", "reference", "ratio"):
         table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
     for row in rows:
-        table.add_row(*(_fmt(row.get(c)) for c in
-                        ("benchmark", "case", "metric", "value", "unit", "reference", "ratio")))
+        table.add_row(
+            *(
+                _fmt(row.get(c))
+                for c in ("benchmark", "case", "metric", "value", "unit", "reference", "ratio")
+            )
+        )
     console.print(table)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -43,19 +43,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", parents=[common], help="run everything: Redis + all services")
-    up.add_argument("--port", dest="set_web_port", help="dashboard port (default 8050)", default=argparse.SUPPRESS)
-    up.add_argument("--redis-port", dest="set_redis_port", help="embedded Redis port", default=argparse.SUPPRESS)
+    up.add_argument(
+        "--port",
+        dest="set_web_port",
+        help="dashboard port (default 8050)",
+        default=argparse.SUPPRESS,
+    )
+    up.add_argument(
+        "--redis-port", dest="set_redis_port", help="embedded Redis port", default=argparse.SUPPRESS
+    )
     up.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
 
     for spec in SERVICES.values():
         cmd = sub.add_parser(spec.name, parents=[common], help=spec.summary)
         cmd.add_argument("--check", action="store_true", help="exit 0 if healthy, 1 if not")
         if spec.name == "web":
-            cmd.add_argument("--port", dest="set_web_port", help="HTTP port (default 8050)", default=argparse.SUPPRESS)
-            cmd.add_argument("--host", dest="set_web_host", help="bind address (127.0.0.1)", default=argparse.SUPPRESS)
+            cmd.add_argument(
+                "--port",
+                dest="set_web_port",
+                help="HTTP port (default 8050)",
+                default=argparse.SUPPRESS,
+            )
+            cmd.add_argument(
+                "--host",
+                dest="set_web_host",
+                help="bind address (127.0.0.1)",
+                default=argparse.SUPPRESS,
+            )
 
     red = sub.add_parser("redis", parents=[common], help="run the embedded Redis in the foreground")
-    red.add_argument("--port", dest="set_redis_port", help="port (default 6379)", default=argparse.SUPPRESS)
+    red.add_argument(
+        "--port", dest="set_redis_port", help="port (default 6379)", default=argparse.SUPPRESS
+    )
     red.add_argument("--setup", action="store_true", help="only make the server runnable, exit")
 
     logs = sub.add_parser("logs", parents=[common], help="print the central log readably")

@@ -108,6 +108,18 @@ class Settings(BaseSettings):
         None, description="Console verbosity (default: log_level); `up` quiets its children"
     )
 
+    # CentralLogger
+    log_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, le=2**40, description="Rotate the log file at this size"
+    )
+    log_backups: int = Field(5, ge=0, le=1000, description="Rotated log files kept")
+    log_webhook_url: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="POST ERROR+ log events here (JSON)"
+    )
+    log_webhook_rate: float = Field(
+        1.0, gt=0, le=1000, description="Webhook posts per second at most"
+    )
+
     @field_validator("pairs", mode="before")
     @classmethod
     def _pairs(cls, value: Any) -> tuple[str, ...]:
@@ -169,9 +181,8 @@ class Settings(BaseSettings):
         for name, value in self.model_dump().items():
             if value is None:
                 continue
-            if isinstance(value, tuple):
-                value = ",".join(value)
-            env[f"SPREADBUS_{name.upper()}"] = str(value)
+            text = ",".join(value) if isinstance(value, tuple) else str(value)
+            env[f"SPREADBUS_{name.upper()}"] = text
         return env
 
 

@@ -166,7 +166,7 @@ def log_event_from_json(data: bytes | str) -> LogEvent:
             raise CodecError("log event is not a JSON object")
         level = str(raw.get("level", "INFO")).upper()
         return LogEvent(
-            level=level if level in LEVELS else "INFO",  # type: ignore[arg-type]
+            level=level if level in LEVELS else "INFO",
             service=str(raw["service"]),
             event=str(raw["event"]),
             fields=dict(raw.get("fields") or {}),

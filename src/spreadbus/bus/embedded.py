@@ -134,9 +134,7 @@ def setup_runtime(say: object = print) -> None:
             "-o=APT::Sandbox::User=root",
         ]
         for step in (["update"], ["download", "libssl1.1"]):
-            done = subprocess.run(
-                apt + step, cwd=root, capture_output=True, text=True, check=False
-            )
+            done = subprocess.run(apt + step, cwd=root, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
                 raise EmbeddedRedisError(f"apt-get {step[0]} failed: {' '.join(tail)}")
@@ -269,8 +267,11 @@ class EmbeddedRedis:
         raise EmbeddedRedisError(f"redis-server did not answer within {timeout:.0f} s")
 
     def _why(self, log_offset: int) -> str:
-        stderr = self.process.stderr.read().decode(errors="replace") if self.process else ""
-        log = self.log_path.read_text(errors="replace")[log_offset:] if self.log_path.exists() else ""
+        pipe = self.process.stderr if self.process else None
+        stderr = pipe.read().decode(errors="replace") if pipe else ""
+        log = (
+            self.log_path.read_text(errors="replace")[log_offset:] if self.log_path.exists() else ""
+        )
         lines = [ln for ln in (stderr + "\n" + log).splitlines() if ln.strip()]
         important = [ln for ln in lines if " # " in ln or "error" in ln.lower()]
         return (important or lines or ["no output"])[-1].strip()

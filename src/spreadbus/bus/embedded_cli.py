@@ -22,12 +22,16 @@ def run_redis(settings: Settings, *, setup_only: bool) -> int:
     server.start()
     try:
         print(server.url, flush=True)  # on a line of its own, for scripts
-        print(f"Redis 7.4 + timeseries on 127.0.0.1:{server.port}, files in {server.dir}; "
-              "Ctrl-C stops", file=sys.stderr)
+        print(
+            f"Redis 7.4 + timeseries on 127.0.0.1:{server.port}, files in {server.dir}; "
+            "Ctrl-C stops",
+            file=sys.stderr,
+        )
         while not stop.wait(0.5):
             if server.process is not None and server.process.poll() is not None:
-                print("redis-server exited unexpectedly; see " + str(server.log_path),
-                      file=sys.stderr)
+                print(
+                    "redis-server exited unexpectedly; see " + str(server.log_path), file=sys.stderr
+                )
                 return 1
         return 0
     finally:

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import orjson
 import redis.exceptions
+from redis.typing import EncodableT, FieldT
 
 from spreadbus.bus import keys
 from spreadbus.bus.codec import LEVELS, Level, LogEvent, log_event_to_json
@@ -96,7 +97,7 @@ class LogPublisher(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             fields["error"] = repr(record.exc_info[1])
         service = record.name.removeprefix("spreadbus.").split(".")[0]
-        event = LogEvent(level=level, service=service, event=record.getMessage(), fields=fields)  # type: ignore[arg-type]
+        event = LogEvent(level=level, service=service, event=record.getMessage(), fields=fields)
         self.publish(event)
 
     def publish(self, event: LogEvent) -> None:
@@ -199,7 +200,14 @@ async def _heartbeat(
     while True:
         fields = dict(service.health())
         fields["log_dropped"] = publisher.dropped
-        beat = {
+        # Text fields (e.g. the gateway's source) are fields of their own, for dashboards;
+        # everything also goes into the counters JSON.
+        beat: dict[FieldT, EncodableT] = {
+            k: v
+            for k, v in fields.items()
+            if isinstance(v, str | int | float) and not isinstance(v, bool)
+        }
+        beat |= {
             "service": service.name,
             "pid": os.getpid(),
             "started_ms": started_ms,

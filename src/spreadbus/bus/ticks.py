@@ -1,0 +1,199 @@
+"""Writing ticks to Redis: streams, the raw price TimeSeries and exact 1-minute candles.
+
+:class:`TickWriter` prepares each symbol once (series, compaction rules, before its first tick)
+and then publishes a whole flush with one ``FCALL spreadbus_publish_ticks`` per symbol; the Lua
+function (``lua/spreadbus.lua``) explains how it stays idempotent on the trade id and exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Final
+
+import orjson
+import redis.exceptions
+
+from spreadbus.bus import keys
+from spreadbus.bus.codec import TICK_FIELDS, Tick
+from spreadbus.bus.connect import AsyncRedis, is_cluster
+
+PRICE_RETENTION_MS: Final = 3_600_000  # raw prices: 1 hour
+CANDLE_RETENTION_MS: Final = 86_400_000  # candles: 24 hours
+CANDLE_BUCKET_MS: Final = 60_000
+FUNCTION_NAME: Final = "spreadbus_publish_ticks"
+
+# candle field -> (duplicate policy of its per-millisecond source, compaction aggregation)
+CANDLE_RULES: Final[dict[keys.CandleField, tuple[str, str]]] = {
+    "open": ("FIRST", "first"),
+    "high": ("MAX", "max"),
+    "low": ("MIN", "min"),
+    "close": ("LAST", "last"),
+    "volume": ("SUM", "sum"),
+}
+
+
+def tick_row(tick: Tick) -> list[str]:
+    """A tick's field values as text, in :data:`TICK_FIELDS` order (what the function XADDs)."""
+    return [
+        tick.symbol,
+        str(tick.trade_id),
+        tick.price,
+        tick.qty,
+        tick.side,
+        str(tick.trade_ts),
+        str(tick.event_ts),
+        f"{tick.recv_ts:.3f}",
+        tick.source,
+    ]
+
+
+@dataclass(slots=True)
+class WriteResult:
+    added: int = 0
+    duplicates: int = 0
+    ghosts: int = 0
+
+
+@dataclass(slots=True)
+class SymbolBatch:
+    """What one flush writes for one symbol."""
+
+    ticks: list[Tick]
+    ghosts: list[Tick]
+    cut_ms: int | None = None  # trim real entries below this trade time
+    ghost_cut_ms: int | None = None  # trim ghost entries below this wall-clock time
+
+
+def function_code() -> str:
+    return resources.files("spreadbus.bus").joinpath("lua/spreadbus.lua").read_text()
+
+
+async def load_function(client: AsyncRedis) -> None:
+    """(Re)load the Lua library on every primary; REPLACE makes upgrades seamless."""
+    code = function_code()
+    if is_cluster(client):
+        await client.execute_command(
+            "FUNCTION", "LOAD", "REPLACE", code, target_nodes="primaries"
+        )
+    else:
+        await client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
+
+
+async def ensure_symbol_series(client: AsyncRedis, symbol: str) -> None:
+    """Create the price series, candle sources, candles and rules of a symbol if missing.
+
+    Must run before the symbol's first tick: a compaction rule only sees samples added after it
+    exists, and TS.MADD into a missing key would create it with the BLOCK duplicate policy.
+    """
+    price = keys.price_series(symbol)
+    await _create(client, price, PRICE_RETENTION_MS, "LAST", symbol, "price")
+    for field, (policy, aggregation) in CANDLE_RULES.items():
+        source = keys.candle_source_series(symbol, field)
+        if source != price:
+            await _create(client, source, PRICE_RETENTION_MS, policy, symbol, f"tick_{field}")
+        candle = keys.candle_series(symbol, field)
+        await _create(client, candle, CANDLE_RETENTION_MS, "LAST", symbol, f"candle_{field}")
+        info = await client.execute_command("TS.INFO", source)
+        rules = _info_field(info, b"rules")
+        existing = rules if isinstance(rules, list | tuple) else []
+        if not any(rule[0] in (candle, candle.encode()) for rule in existing):
+            await client.execute_command(
+                "TS.CREATERULE", source, candle, "AGGREGATION", aggregation, CANDLE_BUCKET_MS
+            )
+
+
+def _info_field(info: object, name: bytes) -> object:
+    if isinstance(info, dict):
+        return info.get(name) or info.get(name.decode())
+    items = list(info) if isinstance(info, list | tuple) else []
+    for i in range(0, len(items) - 1, 2):
+        if items[i] in (name, name.decode()):
+            return items[i + 1]
+    return None
+
+
+async def _create(
+    client: AsyncRedis, key: str, retention_ms: int, policy: str, symbol: str, kind: str
+) -> None:
+    try:
+        await client.execute_command(
+            "TS.CREATE", key, "RETENTION", retention_ms, "DUPLICATE_POLICY", policy,
+            "LABELS", "symbol", symbol, "kind", kind,
+        )  # fmt: skip
+    except redis.exceptions.ResponseError as exc:
+        if "already exists" not in str(exc):
+            raise
+
+
+async def last_trades(client: AsyncRedis, symbols: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(trade time, trade id) of the last tick each symbol's stream ever accepted, from the
+    stream's last generated id (kept even when every entry has been trimmed)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for symbol in symbols:
+            pipe.execute_command("XINFO", "STREAM", keys.tick_stream(symbol))
+        replies = await pipe.execute(raise_on_error=False)
+    out: dict[str, tuple[int, int]] = {}
+    for symbol, reply in zip(symbols, replies, strict=True):
+        if isinstance(reply, Exception):
+            continue  # no stream yet
+        last = _info_field(reply, b"last-generated-id")
+        if isinstance(last, bytes | str):
+            text = last.decode() if isinstance(last, bytes) else last
+            trade_ms, trade_id = text.split("-")
+            if int(trade_ms) > 0:
+                out[symbol] = (int(trade_ms), int(trade_id))
+    return out
+
+
+class TickWriter:
+    """Publishes batches of real and ghost ticks, one FCALL per symbol, pipelined."""
+
+    def __init__(self, client: AsyncRedis) -> None:
+        self.client = client
+        self.prepared: set[str] = set()
+
+    async def prepare(self, symbols: Sequence[str]) -> None:
+        await load_function(self.client)
+        for symbol in symbols:
+            await ensure_symbol_series(self.client, symbol)
+            self.prepared.add(symbol)
+
+    async def write(self, batches: Mapping[str, SymbolBatch]) -> WriteResult:
+        """Write every symbol's batch; raises on connection errors (the caller keeps the data
+        and retries: the function is idempotent, so a retry after a partial write is safe)."""
+        for symbol in batches:
+            if symbol not in self.prepared:
+                await ensure_symbol_series(self.client, symbol)
+                self.prepared.add(symbol)
+        result = WriteResult()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for symbol, batch in batches.items():
+                payload: dict[str, object] = {
+                    "f": TICK_FIELDS,
+                    "t": [tick_row(t) for t in batch.ticks],
+                    "g": [tick_row(t) for t in batch.ghosts],
+                }
+                if batch.cut_ms is not None:
+                    payload["cut"] = str(batch.cut_ms)
+                if batch.ghost_cut_ms is not None:
+                    payload["gcut"] = str(batch.ghost_cut_ms)
+                pipe.execute_command(
+                    "FCALL", FUNCTION_NAME, 7,
+                    keys.tick_stream(symbol), keys.ghost_stream(symbol),
+                    *(keys.candle_source_series(symbol, f) for f in
+                      ("close", "open", "high", "low", "volume")),
+                    orjson.dumps(payload),
+                )  # fmt: skip
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.ResponseError):
+                if "Function not found" in str(reply) or "No matching library" in str(reply):
+                    await load_function(self.client)  # a Redis that lost its functions
+                raise reply
+            added, duplicates, ghosts = reply
+            result.added += added
+            result.duplicates += duplicates
+            result.ghosts += ghosts
+        return result

@@ -1,0 +1,1 @@
+"""MarketGateway: Binance (or sim / replay) trades into sharded Redis streams and TimeSeries."""

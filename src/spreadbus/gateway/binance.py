@@ -1,0 +1,222 @@
+"""Binance USDT-M futures market-stream protocol: pure parsers and message builders.
+
+No I/O here: bytes in, :class:`Tick` / :class:`ControlReply` / :class:`Skipped` out, or a
+:class:`FrameError` whose ``reason`` is a short counter name. Facts: ``shared/BINANCE.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import urlencode
+
+import orjson
+
+from spreadbus.bus.codec import Tick
+
+StreamKind = Literal["aggTrade", "trade"]
+MAX_STREAMS_PER_CONNECTION: Final = 1024
+# Binance sends prices and quantities as plain decimal text; anything else is not a trade.
+_DECIMAL_RE: Final = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+
+
+class FrameError(ValueError):
+    """A frame we cannot use. ``reason`` is a stable counter name, the message says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReply:
+    """Answer to SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS, or an error reply.
+
+    ``{"result":null,"id":1}`` or ``{"code":2,"msg":"Invalid request","id":7}``
+    """
+
+    id: int | None
+    result: Any = None
+    code: int | None = None
+    msg: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.code is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A well-formed frame that carries no market fill (e.g. an ADL or insurance-fund trade)."""
+
+    reason: str
+    symbol: str = ""
+
+
+Parsed = Tick | ControlReply | Skipped
+
+
+def stream_name(symbol: str, kind: StreamKind = "aggTrade") -> str:
+    """``("BTCUSDT", "aggTrade")`` -> ``"btcusdt@aggTrade"`` (stream names are lower case)."""
+    return f"{symbol.lower()}@{kind}"
+
+
+def stream_symbol(name: str) -> str:
+    """``"btcusdt@aggTrade"`` -> ``"BTCUSDT"``."""
+    return name.split("@", 1)[0].upper()
+
+
+def combined_url(host: str, route: str, streams: Sequence[str]) -> str:
+    """``wss://fstream.binance.com`` + ``market`` -> ``.../market/stream?streams=a/b``.
+
+    Since 2026-04-23 trade streams are only served on the ``market`` route; the old unrouted
+    ``/stream`` address still accepts the handshake but stays silent.
+    """
+    base = f"{host.rstrip('/')}/{route.strip('/')}/stream"
+    if not streams:
+        return base
+    return f"{base}?{urlencode({'streams': '/'.join(streams)}, safe='@/')}"
+
+
+def control_message(method: str, request_id: int, params: Iterable[str] | None = None) -> bytes:
+    """``{"method":"SUBSCRIBE","params":["btcusdt@aggTrade"],"id":1}``"""
+    message: dict[str, Any] = {"method": method, "id": request_id}
+    if params is not None:
+        message["params"] = list(params)
+    return orjson.dumps(message)
+
+
+def _decimal(payload: Mapping[str, Any], key: str) -> tuple[str, float]:
+    text = payload[key]
+    if not isinstance(text, str) or not _DECIMAL_RE.match(text):
+        raise FrameError("bad_number", f"field {key!r} is not a decimal string: {text!r}")
+    value = float(text)
+    if not math.isfinite(value):
+        raise FrameError("bad_number", f"field {key!r} is not finite: {text!r}")
+    return text, value
+
+
+def _int(payload: Mapping[str, Any], key: str) -> int:
+    value = payload[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FrameError("bad_number", f"field {key!r} is not a non-negative integer: {value!r}")
+    return value
+
+
+def parse_agg_trade(data: Mapping[str, Any], recv_ts: float, source: str = "binance") -> Tick:
+    """An ``aggTrade`` payload (the ``data`` of a combined-stream frame)::
+
+        {"e":"aggTrade","E":1795314919490,"s":"BTCUSDT","a":2871449921,"p":"98231.40",
+         "q":"0.012","f":6198474650,"l":6198474651,"T":1795314919485,"m":true}
+
+    ``a`` is the aggregate id (a gap means missed data); ``m`` true means the buyer was the
+    maker, so the taker sold. Unknown fields are ignored.
+    """
+    try:
+        price_text, price = _decimal(data, "p")
+        qty_text, _ = _decimal(data, "q")
+        if price <= 0:
+            raise FrameError("bad_price", f"non-positive price {price_text!r}")
+        return Tick(
+            symbol=str(data["s"]),
+            trade_id=_int(data, "a"),
+            price=price_text,
+            qty=qty_text,
+            side="sell" if data["m"] else "buy",
+            trade_ts=_int(data, "T"),
+            event_ts=_int(data, "E") if "E" in data else _int(data, "T"),
+            recv_ts=recv_ts,
+            source=source,
+        )
+    except KeyError as exc:
+        raise FrameError("missing_field", f"aggTrade misses field {exc.args[0]!r}") from None
+
+
+def parse_trade(data: Mapping[str, Any], recv_ts: float, source: str = "binance") -> Tick | Skipped:
+    """A raw ``trade`` payload::
+
+        {"e":"trade","E":1795314919490,"T":1795314919485,"s":"BTCUSDT","t":6198474651,
+         "p":"98231.40","q":"0.012","X":"MARKET","m":false}
+
+    Only ``X == "MARKET"`` fills are market trades; INSURANCE_FUND, ADL and NA fills are off-book
+    (some carry price "0") and are skipped, not counted as errors.
+    """
+    try:
+        kind = data["X"]
+        if kind != "MARKET":
+            return Skipped(f"not_market:{kind}", str(data.get("s", "")))
+        price_text, price = _decimal(data, "p")
+        qty_text, _ = _decimal(data, "q")
+        if price <= 0:
+            raise FrameError("bad_price", f"non-positive price {price_text!r}")
+        return Tick(
+            symbol=str(data["s"]),
+            trade_id=_int(data, "t"),
+            price=price_text,
+            qty=qty_text,
+            side="sell" if data["m"] else "buy",
+            trade_ts=_int(data, "T"),
+            event_ts=_int(data, "E"),
+            recv_ts=recv_ts,
+            source=source,
+        )
+    except KeyError as exc:
+        raise FrameError("missing_field", f"trade misses field {exc.args[0]!r}") from None
+
+
+def parse_message(message: Any, recv_ts: float, source: str = "binance") -> Parsed:
+    """A decoded JSON message: combined-stream wrapper, bare payload or control reply."""
+    if not isinstance(message, dict):
+        raise FrameError("not_object", f"frame is a JSON {type(message).__name__}, not an object")
+    if "stream" in message and "data" in message:
+        message = message["data"]
+        if not isinstance(message, dict):
+            raise FrameError("not_object", "combined-stream data is not an object")
+    event = message.get("e")
+    if event == "aggTrade":
+        return parse_agg_trade(message, recv_ts, source)
+    if event == "trade":
+        return parse_trade(message, recv_ts, source)
+    if event is None and "id" in message and ("result" in message or "code" in message):
+        return ControlReply(
+            id=message.get("id"),
+            result=message.get("result"),
+            code=message.get("code"),
+            msg=message.get("msg"),
+        )
+    if event is None and "code" in message:  # an error reply without id (e.g. invalid JSON)
+        return ControlReply(id=None, code=message.get("code"), msg=message.get("msg"))
+    raise FrameError("unknown_event", f"unknown event type {event!r}")
+
+
+def parse_frame(frame: bytes | str, recv_ts: float, source: str = "binance") -> Parsed:
+    """One WebSocket text frame::
+
+    {"stream":"btcusdt@aggTrade","data":{"e":"aggTrade", ...}}
+    """
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise FrameError("malformed_json", f"frame is not JSON: {exc}") from None
+    return parse_message(message, recv_ts, source)
+
+
+def parse_rest_agg_trades(
+    rows: Any, symbol: str, recv_ts: float, source: str = "binance"
+) -> list[Tick]:
+    """``GET /fapi/v1/aggTrades`` rows (no ``E``; trade time stands in for event time)::
+
+    [{"a":26129,"p":"0.01633102","q":"4.70443515","f":27781,"l":27781,"T":1498793709153,
+      "m":true}]
+    """
+    if not isinstance(rows, list):
+        raise FrameError("not_object", "aggTrades answer is not a JSON array")
+    ticks = []
+    for row in rows:
+        if not isinstance(row, dict):
+            raise FrameError("not_object", "aggTrades row is not an object")
+        ticks.append(parse_agg_trade({**row, "s": symbol}, recv_ts, source))
+    return ticks

@@ -1,0 +1,289 @@
+"""The gateway's single path from a source to Redis: parse, check, dedupe, shadow, batch, write.
+
+Every source (Binance, sim, replay) feeds one :class:`Ingest` through the
+:class:`~spreadbus.gateway.sink.TickSink` methods. Ticks wait in per-symbol buffers for at most
+``max_delay_ms`` (or until ``max_batch`` are waiting), then :meth:`Ingest.run` writes them all
+with one pipelined round trip. If Redis is unreachable the buffer holds up to ``max_buffer``
+ticks and retries with capped backoff; what does not fit is counted as lost, never silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from spreadbus.bus.codec import Tick, epoch_ms
+from spreadbus.bus.service import REDIS_ERRORS, EventLog
+from spreadbus.bus.ticks import SymbolBatch, TickWriter, WriteResult
+from spreadbus.gateway.binance import ControlReply, FrameError, Parsed, Skipped, parse_frame
+from spreadbus.gateway.ghost import GhostVenue
+from spreadbus.gateway.latency import RollingLatency, SymbolLatency
+
+GapListener = Callable[[str, int, int], None]  # symbol, first missing id, last missing id
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    max_delay_ms: float = 2.0  # a tick waits at most this long before its batch is written
+    max_batch: int = 20_000  # ... or until this many ticks are waiting
+    max_buffer: int = 500_000  # bound on ticks held while Redis is unreachable
+    retention_ms: int = 300_000  # stream trimming (MINID ~)
+    track_gaps: bool = True  # trade ids are consecutive per symbol (Binance ids)
+
+
+class Ingest:
+    def __init__(
+        self,
+        writer: TickWriter,
+        ghost: GhostVenue,
+        log: EventLog,
+        config: IngestConfig,
+        symbols: set[str] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.ghost = ghost
+        self.log = log
+        self.config = config
+        self.symbols = symbols  # None: accept every symbol
+        self.counters: Counter[str] = Counter()
+        self.per_symbol: Counter[str] = Counter()
+        self.malformed: Counter[str] = Counter()
+        self.last_seen: dict[str, tuple[int, int]] = {}  # symbol -> (trade time, trade id)
+        self.latency: dict[str, SymbolLatency] = defaultdict(SymbolLatency)
+        self.flush_delay = RollingLatency(4096)
+        self.last_tick: dict[str, Tick] = {}
+        self.last_ghost: dict[str, Tick] = {}
+        self.on_gap: GapListener | None = None
+        self._pending: dict[str, list[Tick]] = defaultdict(list)
+        self._held: dict[str, list[Tick]] = {}  # symbols waiting for a gap back-fill
+        self._buffered = 0
+        self._first_pending_at = 0.0
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    # ---- TickSink -------------------------------------------------------------------------
+    def on_frame(self, frame: bytes | str, recv_ts: float, source: str) -> Parsed | None:
+        self.counters["frames"] += 1
+        try:
+            parsed = parse_frame(frame, recv_ts, source)
+        except FrameError as exc:
+            self.on_malformed(exc.reason, str(exc))
+            return None
+        if isinstance(parsed, Tick):
+            self._accept(parsed)
+        elif isinstance(parsed, Skipped):
+            self.counters["skipped"] += 1
+        elif isinstance(parsed, ControlReply) and parsed.is_error:
+            self.counters["error_replies"] += 1
+            self.log.warning("error reply", code=parsed.code, msg=parsed.msg, id=parsed.id)
+        return parsed
+
+    def on_ticks(self, ticks: Sequence[Tick]) -> None:
+        self.counters["frames"] += len(ticks)
+        for tick in ticks:
+            self._accept(tick)
+
+    def on_malformed(self, reason: str, detail: str) -> None:
+        self.malformed[reason] += 1
+        self.counters["malformed"] += 1
+        total = self.malformed[reason]
+        if total <= 5 or total & (total - 1) == 0:  # first few, then at powers of two
+            self.log.warning("malformed input", reason=reason, detail=detail[:200], total=total)
+
+    async def wait_for_room(self) -> None:
+        await self._room.wait()
+
+    # ---- accepting ------------------------------------------------------------------------
+    def _accept(self, tick: Tick) -> None:
+        symbol = tick.symbol
+        if self.symbols is not None and symbol not in self.symbols:
+            self.counters["unsubscribed"] += 1
+            return
+        key = (tick.trade_ts, tick.trade_id)
+        last = self.last_seen.get(symbol)
+        if last is not None:
+            if key <= last:
+                self.counters["duplicates"] += 1  # e.g. two overlapping connections
+                return
+            if self.config.track_gaps and tick.trade_id > last[1] + 1:
+                self._gap(symbol, last[1] + 1, tick.trade_id - 1)
+        self.last_seen[symbol] = key
+        self.counters["ticks"] += 1
+        self.per_symbol[symbol] += 1
+        self.latency[symbol].add(tick.recv_ts, tick.event_ts, tick.trade_ts)
+        self.last_tick[symbol] = tick
+        held = self._held.get(symbol)
+        if held is not None:
+            held.append(tick)
+            return
+        self._enqueue(tick)
+
+    def _enqueue(self, tick: Tick) -> None:
+        if self._buffered >= self.config.max_buffer:
+            self.counters["lost"] += 1
+            if self.counters["lost"] & (self.counters["lost"] - 1) == 0:
+                self.log.error("buffer full, ticks lost", lost=self.counters["lost"])
+            return
+        self.ghost.shadow(tick)
+        if self._buffered == 0:
+            self._first_pending_at = time.monotonic()
+            self._wake.set()
+        self._pending[tick.symbol].append(tick)
+        self._buffered += 1
+        if self._buffered >= self.config.max_batch:
+            self._wake.set()
+        if self._buffered >= self.config.max_buffer // 2:
+            self._room.clear()  # sources that can wait, wait
+
+    def _gap(self, symbol: str, first: int, last: int) -> None:
+        missed = last - first + 1
+        self.counters["gaps"] += 1
+        self.counters["missed"] += missed
+        self.log.warning("trade id gap", symbol=symbol, first=first, last=last, missed=missed)
+        if self.on_gap is not None and symbol not in self._held:
+            self._held[symbol] = []  # hold later ticks so the stream stays in id order
+            self.on_gap(symbol, first, last)
+
+    def fill_gap(self, symbol: str, ticks: Sequence[Tick]) -> None:
+        """Back-filled ticks of a gap (possibly none, if the fill failed): publish them in
+        order, then release the live ticks that were held behind the gap."""
+        held = self._held.pop(symbol, [])
+        filled = sorted((t for t in ticks if t.symbol == symbol), key=lambda t: t.trade_id)
+        first_live = held[0].trade_id if held else None
+        for tick in filled:
+            if first_live is None or tick.trade_id < first_live:
+                self._enqueue(tick)
+                self.counters["backfilled"] += 1
+        for tick in held:
+            self._enqueue(tick)
+
+    # ---- writing --------------------------------------------------------------------------
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    def _take(self, now_ms: float) -> dict[str, SymbolBatch]:
+        batches: dict[str, SymbolBatch] = {}
+        ghost_cut = int(now_ms) - self.config.retention_ms
+        for symbol, ticks in self._pending.items():
+            if ticks:
+                cut = ticks[-1].trade_ts - self.config.retention_ms
+                batches[symbol] = SymbolBatch(ticks, [], cut, ghost_cut)
+        self._pending = defaultdict(list)
+        self._buffered = 0
+        for ghost in self.ghost.due(now_ms):
+            batch = batches.get(ghost.symbol)
+            if batch is None:
+                batch = batches[ghost.symbol] = SymbolBatch([], [], None, ghost_cut)
+            batch.ghosts.append(ghost)
+        return batches
+
+    def _put_back(self, batches: dict[str, SymbolBatch]) -> None:
+        """A failed write: its ticks go back to the front of the queue (ghosts to the heap)."""
+        for symbol, batch in batches.items():
+            self._pending[symbol][:0] = batch.ticks
+            self._buffered += len(batch.ticks)
+            for ghost in batch.ghosts:
+                self.ghost.pending.append((ghost.recv_ts, 0, ghost))
+        self.ghost.pending.sort(key=lambda item: item[:2])
+
+    def _next_deadline(self) -> float:
+        """Seconds until the flusher has something to do."""
+        if self._buffered:
+            age = time.monotonic() - self._first_pending_at
+            return max(0.0, self.config.max_delay_ms / 1000 - age)
+        if self.ghost.pending:
+            return max(0.0, (self.ghost.pending[0][0] - epoch_ms()) / 1000)
+        return 0.25
+
+    async def flush(self) -> WriteResult | None:
+        """Write everything waiting (and every ghost that is due) now."""
+        now = epoch_ms()
+        batches = self._take(now)
+        if not batches:
+            return None
+        oldest = min((b.ticks[0].recv_ts for b in batches.values() if b.ticks), default=None)
+        try:
+            result = await self.writer.write(batches)
+        except REDIS_ERRORS:
+            self._put_back(batches)
+            raise
+        finally:
+            if self._buffered < self.config.max_buffer // 2:
+                self._room.set()
+        if oldest is not None:
+            self.flush_delay.add(epoch_ms() - oldest)
+        self.counters["published"] += result.added
+        self.counters["duplicates"] += result.duplicates
+        self.counters["ghost_published"] += result.ghosts
+        self.counters["flushes"] += 1
+        for batch in batches.values():
+            if batch.ghosts:
+                self.last_ghost[batch.ghosts[-1].symbol] = batch.ghosts[-1]
+        return result
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush loop: until ``stop``, then one last flush of everything (ghosts included)."""
+        backoff = 0.1
+        outage_since: float | None = None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._next_deadline())
+            self._wake.clear()
+            if self._buffered and self._buffered < self.config.max_batch:
+                age = time.monotonic() - self._first_pending_at
+                if age < self.config.max_delay_ms / 1000:
+                    continue
+            try:
+                await self.flush()
+            except REDIS_ERRORS as exc:
+                self.counters["redis_errors"] += 1
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    self.log.error("redis write failed; buffering", error=str(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if outage_since is not None:
+                self.log.warning(
+                    "redis writes resumed",
+                    outage_s=round(time.monotonic() - outage_since, 2),
+                    lost=self.counters["lost"],
+                )
+                outage_since = None
+            backoff = 0.1
+        await self.drain()
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Write what is left, releasing held symbols and undelivered ghosts."""
+        for symbol in list(self._held):
+            self.fill_gap(symbol, [])
+        deadline = time.monotonic() + timeout
+        while (self._buffered or self.ghost.pending) and time.monotonic() < deadline:
+            if self.ghost.pending and not self._buffered:
+                wait = (self.ghost.pending[0][0] - epoch_ms()) / 1000
+                await asyncio.sleep(min(max(wait, 0.0), 0.5))
+            try:
+                await self.flush()
+            except REDIS_ERRORS:
+                await asyncio.sleep(0.2)
+        if self._buffered:
+            self.counters["lost"] += self._buffered
+            self.log.error("stopped with unwritten ticks", lost=self._buffered)
+
+    def health(self) -> dict[str, object]:
+        out: dict[str, object] = dict(self.counters)
+        out["buffered"] = self._buffered
+        out["ghost_pending"] = len(self.ghost.pending)
+        if self.malformed:
+            out["malformed_by_reason"] = dict(self.malformed)
+        summary = self.flush_delay.summary()
+        if summary is not None:
+            out["batch_latency_p50_ms"] = round(summary.p50, 3)
+            out["batch_latency_p99_ms"] = round(summary.p99, 3)
+        return out

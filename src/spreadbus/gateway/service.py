@@ -1,0 +1,257 @@
+"""``spreadbus gateway``: one source (binance | sim | replay:PATH | auto) into the bus.
+
+The source feeds :class:`~spreadbus.gateway.ingest.Ingest`; a config watcher follows
+``config:pairs`` live; once a second each symbol's latency and last prices go to
+``state:analytics:{SYMBOL}``. ``auto`` tries Binance and, if no connection succeeds within
+``auto_fallback_after`` seconds, switches to the simulated market, loudly (log and health).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis.exceptions
+from redis.typing import EncodableT, FieldT
+
+from spreadbus.bus import keys
+from spreadbus.bus.configstore import load_pairs, symbols_of
+from spreadbus.bus.connect import AsyncRedis
+from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
+from spreadbus.bus.ticks import TickWriter, last_trades
+from spreadbus.config import Settings
+from spreadbus.gateway.backfill import Backfiller
+from spreadbus.gateway.ghost import GhostConfig, GhostVenue
+from spreadbus.gateway.ingest import Ingest, IngestConfig
+from spreadbus.gateway.ws import BinanceFeed, FeedConfig
+
+STATE_INTERVAL = 1.0
+
+
+def feed_config(settings: Settings) -> FeedConfig:
+    route = "market" if settings.binance_stream == "aggTrade" else settings.binance_trade_route
+    return FeedConfig(
+        host=settings.binance_ws_url,
+        route=route,
+        kind=settings.binance_stream,
+        streams_per_connection=settings.binance_streams_per_connection,
+        idle_timeout=settings.binance_idle_timeout,
+        max_age=settings.binance_max_connection_age,
+    )
+
+
+def ghost_config(settings: Settings) -> GhostConfig:
+    return GhostConfig(
+        noise_bps=settings.ghost_noise_bps,
+        delay_ms=settings.ghost_delay_ms,
+        jitter_ms=settings.ghost_delay_jitter_ms,
+        dislocation_prob=settings.ghost_dislocation_prob,
+        dislocation_bps=settings.ghost_dislocation_bps,
+    )
+
+
+class Gateway:
+    name = "gateway"
+
+    def __init__(self, settings: Settings, client: AsyncRedis, log: EventLog) -> None:
+        self.settings = settings
+        self.client = client
+        self.log = log
+        self.source = settings.source
+        self.pairs: list[str] = []
+        self.ingest = Ingest(
+            TickWriter(client),
+            GhostVenue(ghost_config(settings), settings.seed),
+            log,
+            IngestConfig(
+                retention_ms=int(settings.stream_retention * 1000),
+                track_gaps=not settings.source.startswith("replay:"),
+            ),
+            symbols=set(),
+        )
+        self.feed: BinanceFeed | None = None
+        self.backfill: Backfiller | None = None
+        self._rates: dict[str, tuple[float, int]] = {}
+
+    async def _load_symbols(self) -> list[str]:
+        self.pairs = await load_pairs(self.client, self.settings.pairs)
+        symbols = symbols_of(self.pairs)
+        assert self.ingest.symbols is not None
+        self.ingest.symbols.clear()
+        self.ingest.symbols.update(symbols)
+        return symbols
+
+    async def run(self, stop: asyncio.Event) -> None:
+        symbols = await self._load_symbols()
+        await self.ingest.writer.prepare(symbols)
+        self.ingest.last_seen.update(await last_trades(self.client, symbols))
+        self.log.info("ready", source=self.source, symbols=len(symbols), pairs=len(self.pairs))
+        flush_stop = asyncio.Event()
+        flusher = asyncio.create_task(self.ingest.run(flush_stop), name="flusher")
+        helpers = [
+            asyncio.create_task(self._state_loop(stop), name="state"),
+            asyncio.create_task(self._watch_config(stop), name="config"),
+        ]
+        try:
+            await self._run_source(symbols, stop)
+            await stop.wait()  # a finished replay keeps the service (and its state) up
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            flush_stop.set()
+            await flusher
+
+    async def _run_source(self, symbols: list[str], stop: asyncio.Event) -> None:
+        source = self.settings.source
+        if source == "sim":
+            await self._run_sim(symbols, stop)
+        elif source.startswith("replay:"):
+            await self._run_replay(source.removeprefix("replay:"), stop)
+        elif source == "binance":
+            await self._run_binance(symbols, stop)
+        else:  # auto
+            await self._run_auto(symbols, stop)
+
+    async def _run_binance(self, symbols: list[str], stop: asyncio.Event) -> None:
+        self.feed = BinanceFeed(
+            feed_config(self.settings), self.ingest, self.log, self.ingest.counters,
+            seed=self.settings.seed,
+        )  # fmt: skip
+        if self.settings.binance_stream == "aggTrade":
+            self.backfill = Backfiller(self.settings.binance_rest_url, self.ingest, self.log)
+            self.ingest.on_gap = self.backfill.request
+        await self.feed.run(symbols, stop)
+
+    async def _run_auto(self, symbols: list[str], stop: asyncio.Event) -> None:
+        feed_stop = asyncio.Event()
+        binance = asyncio.create_task(self._run_binance(symbols, feed_stop))
+        assert self.feed is not None
+        waiter = asyncio.create_task(self.feed.connected.wait())
+        await asyncio.wait({waiter, binance}, timeout=self.settings.auto_fallback_after)
+        waiter.cancel()
+        if self.feed.connected.is_set():
+            self.source = "binance"
+            stopper = asyncio.create_task(self._relay(stop, feed_stop))
+            await binance
+            stopper.cancel()
+            return
+        feed_stop.set()
+        await binance
+        self.feed = None
+        self.ingest.on_gap = None
+        self.source = "sim (fallback: binance unreachable)"
+        self.log.error(
+            "binance unreachable; falling back to the simulated market",
+            waited_s=self.settings.auto_fallback_after,
+            url=self.settings.binance_ws_url,
+        )
+        await self._run_sim(symbols, stop)
+
+    @staticmethod
+    async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+        await source.wait()
+        target.set()
+
+    async def _run_sim(self, symbols: list[str], stop: asyncio.Event) -> None:
+        from spreadbus.gateway.sim import SimMarket, run_sim  # noqa: PLC0415
+
+        if not self.source.startswith("sim"):
+            self.source = "sim"
+        market = SimMarket(self.pairs, seed=self.settings.seed, start_ms=int(time.time() * 1000))
+        self.ingest.config = IngestConfig(
+            retention_ms=self.ingest.config.retention_ms, track_gaps=False
+        )
+        await run_sim(market, self.ingest, stop, speed=self.settings.speed or 0.0)
+
+    async def _run_replay(self, path: str, stop: asyncio.Event) -> None:
+        from spreadbus.gateway.replay import ReplayError, run_replay  # noqa: PLC0415
+
+        try:
+            stats = await run_replay(path, self.ingest, stop, speed=self.settings.speed)
+        except ReplayError as exc:
+            self.log.error("replay failed", path=path, error=str(exc))
+            return
+        self.log.info("replay finished", path=path, stats=str(stats))
+
+    async def _watch_config(self, stop: asyncio.Event) -> None:
+        """Follow ``channel:config``: new pairs' symbols are prepared and subscribed live."""
+        while not stop.is_set():
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(keys.CHANNEL_CONFIG)
+                while not stop.is_set():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message is not None:
+                        await self._apply_config()
+            except REDIS_ERRORS:
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _apply_config(self) -> None:
+        before = set(self.ingest.symbols or ())
+        symbols = await self._load_symbols()
+        added = [s for s in symbols if s not in before]
+        if added:
+            await self.ingest.writer.prepare(added)
+        if self.feed is not None:
+            self.feed.set_symbols(symbols)
+        self.log.info(
+            "pairs changed", pairs=len(self.pairs), added=added,
+            removed=sorted(before - set(symbols)),
+        )  # fmt: skip
+
+    async def _state_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), STATE_INTERVAL)
+            try:
+                await self._write_state()
+            except (*REDIS_ERRORS, redis.exceptions.ResponseError):
+                continue  # the flusher reports outages; state is overwritten next second
+
+    def _symbol_state(self, symbol: str, now: float) -> dict[FieldT, EncodableT]:
+        state: dict[FieldT, EncodableT] = {}
+        state.update(self.ingest.latency[symbol].fields())
+        tick = self.ingest.last_tick.get(symbol)
+        count = self.ingest.per_symbol[symbol]
+        last_time, last_count = self._rates.get(symbol, (now, count))
+        if now > last_time:
+            state["tick_rate"] = round((count - last_count) / (now - last_time), 2)
+        self._rates[symbol] = (now, count)
+        state["ticks_total"] = count
+        if tick is not None:
+            state["last_price"] = tick.price
+            state["last_trade_ms"] = tick.trade_ts
+        ghost = self.ingest.last_ghost.get(symbol)
+        if ghost is not None:
+            state["ghost_price"] = ghost.price
+            if tick is not None:
+                state["ghost_basis_bps"] = round((float(ghost.price) / tick.price_f - 1) * 1e4, 3)
+        state["source"] = self.source
+        return state
+
+    async def _write_state(self) -> None:
+        now = time.monotonic()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for symbol in sorted(self.ingest.symbols or ()):
+                pipe.hset(keys.analytics_state(symbol), mapping=self._symbol_state(symbol, now))
+            await pipe.execute()
+
+    def health(self) -> Mapping[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "pairs": len(self.pairs)}
+        out.update(self.ingest.health())
+        return out
+
+    async def close(self) -> None:
+        if self.backfill is not None:
+            await self.backfill.close()
+
+
+def main(settings: Settings) -> int:
+    return run_service(Gateway, "gateway", settings)
