@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     stream_retention: float = Field(300.0, gt=0, description="Tick stream retention (s)")
     window: int = Field(300, ge=20, description="Engine rolling window (1 s bars)")
     archive_interval: float = Field(600.0, gt=0, description="Parquet write interval (s or 10m)")
+    archive_compact_parts: int = Field(
+        24, ge=2, le=10_000, description="Archivist: merge a partition once it has more parts"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     console_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
         None, description="Console verbosity (default: log_level); `up` quiets its children"

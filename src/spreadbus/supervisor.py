@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+import redis
 from rich.console import Console
 
-from spreadbus.bus.connect import describe
+from spreadbus.bus import keys
+from spreadbus.bus.connect import connect_sync, describe
 from spreadbus.bus.embedded import EmbeddedRedis
 from spreadbus.config import Settings
 from spreadbus.proc import die_with_parent, terminate
@@ -30,6 +32,7 @@ BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 30.0
 STABLE_AFTER = 30.0  # seconds of uptime after which a crash counts as a fresh first crash
 STOP_TIMEOUT = 20.0
+STATUS_EVERY = 2.0  # s between looks at the heartbeats
 
 
 @dataclass
@@ -57,6 +60,8 @@ class Supervisor:
         self.stopping = False
         self.redis: EmbeddedRedis | None = None
         self.children: dict[str, Child] = {}
+        self._status_client: redis.Redis | redis.RedisCluster | None = None
+        self._last_status = ""
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if not self.stopping:
@@ -98,6 +103,7 @@ class Supervisor:
                 host, port = self.settings.web_host, self.settings.web_port
                 self.say(f"[bold green]dashboard http://{host}:{port}[/]")
             self.say(f"data     {self.settings.data_dir.resolve()}  (Ctrl-C stops)")
+            self._status_client = connect_sync(self.settings, url)
             self._watch(env)
             return 0
         finally:
@@ -123,8 +129,12 @@ class Supervisor:
 
     def _watch(self, env: dict[str, str]) -> None:
         deadline = time.monotonic() + self.duration if self.duration else None
+        next_status = time.monotonic() + STATUS_EVERY
         while not self.stopping:
             now = time.monotonic()
+            if now >= next_status:
+                self._show_status()
+                next_status = now + STATUS_EVERY
             if deadline is not None and now >= deadline:
                 self.say(f"--duration {self.duration:g} s reached")
                 return
@@ -151,6 +161,26 @@ class Supervisor:
             child.restarts += 1
             self._start(child, env)
 
+    def _state(self, child: Child) -> str:
+        if child.process is None:
+            return "restarting"
+        try:
+            assert self._status_client is not None
+            beat = self._status_client.hgetall(keys.health(child.name))
+        except (redis.RedisError, OSError):
+            return "unknown (redis unreachable)"
+        if not beat:
+            return "starting"
+        source = beat.get(b"source")  # type: ignore[union-attr]
+        return f"healthy ({source.decode()})" if source else "healthy"
+
+    def _show_status(self) -> None:
+        """One line with every service's state, printed when it changes."""
+        line = " · ".join(f"{c.name} {self._state(c)}" for c in self.children.values())
+        if line != self._last_status:
+            self._last_status = line
+            self.say(f"status   {line}")
+
     def _stop_all(self) -> None:
         order = [n for n in STOP_ORDER if n in self.children]
         for name in order:
@@ -158,6 +188,8 @@ class Supervisor:
             if child.process is not None:
                 code = terminate(child.process, STOP_TIMEOUT)
                 self.say(f"{name:<8} stopped (code {code})")
+        if self._status_client is not None:
+            self._status_client.close()
         if self.redis is not None:
             self.redis.stop()
             self.say("redis    stopped")

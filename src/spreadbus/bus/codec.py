@@ -7,6 +7,7 @@ reason, never a bare KeyError, so consumers can count and skip a bad entry.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -155,8 +156,12 @@ class LogEvent:
 
 
 def log_event_to_json(event: LogEvent) -> bytes:
-    # default=str: a field holding a Path, a Decimal or an exception must not lose the event
-    return orjson.dumps(asdict(event), default=str)
+    """Never fails: a field orjson cannot encode (a Path, an exception, an integer beyond 64
+    bits) is written as text rather than losing the event."""
+    try:
+        return orjson.dumps(asdict(event), default=str)
+    except TypeError:
+        return json.dumps(asdict(event), default=str).encode()
 
 
 def log_event_from_json(data: bytes | str) -> LogEvent:

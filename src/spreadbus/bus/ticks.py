@@ -96,12 +96,23 @@ async def ensure_symbol_series(client: AsyncRedis, symbol: str) -> None:
         candle = keys.candle_series(symbol, field)
         await _create(client, candle, CANDLE_RETENTION_MS, "LAST", symbol, f"candle_{field}")
         info = await client.execute_command("TS.INFO", source)
-        rules = _info_field(info, b"rules")
-        existing = rules if isinstance(rules, list | tuple) else []
-        if not any(rule[0] in (candle, candle.encode()) for rule in existing):
+        if candle.encode() not in _rule_targets(info):
             await client.execute_command(
                 "TS.CREATERULE", source, candle, "AGGREGATION", aggregation, CANDLE_BUCKET_MS
             )
+
+
+def _rule_targets(info: object) -> set[bytes]:
+    """Destination keys of a series' compaction rules, from TS.INFO in any reply shape
+    (redis-py parses it into a dict keyed by destination; raw RESP2 is a list of lists)."""
+    rules = _info_field(info, b"rules")
+    if isinstance(rules, dict):
+        names = list(rules)
+    elif isinstance(rules, list | tuple):
+        names = [rule[0] for rule in rules]
+    else:
+        names = []
+    return {n if isinstance(n, bytes) else str(n).encode() for n in names}
 
 
 def _info_field(info: object, name: bytes) -> object:

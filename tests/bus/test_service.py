@@ -1,0 +1,113 @@
+"""The service lifecycle: heartbeat with TTL, --check, logs on channel:logs, close in finally."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from spreadbus.bus import keys
+from spreadbus.bus.connect import AsyncRedis
+from spreadbus.bus.service import EventLog, _lifecycle, check_health
+from spreadbus.config import Settings
+
+
+class Sleeper:
+    """The smallest real service: works until stopped, counts its beats, records close()."""
+
+    name = "sleeper"
+
+    def __init__(self, settings: Settings, client: AsyncRedis, log: EventLog) -> None:
+        self.log = log
+        self.closed = False
+        self.loops = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.log.info("working", answer=42)
+        while not stop.is_set():
+            self.loops += 1
+            await asyncio.sleep(0.05)
+
+    def health(self) -> Mapping[str, Any]:
+        return {"loops": self.loops, "mode": "test"}
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_heartbeat_check_logs_and_clean_stop(
+    settings: Settings, aredis: aioredis.Redis
+) -> None:
+    services: list[Sleeper] = []
+
+    def factory(s: Settings, c: AsyncRedis, log: EventLog) -> Sleeper:
+        services.append(Sleeper(s, c, log))
+        return services[-1]
+
+    pubsub = aredis.pubsub()
+    await pubsub.subscribe(keys.CHANNEL_LOGS)
+    task = asyncio.create_task(_lifecycle(factory, "sleeper", settings))
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(e["event"] == "heartbeat" for e in events):
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if message:
+            events.append(orjson.loads(message["data"]))
+    beat = await aredis.hgetall(keys.health("sleeper"))
+    assert beat[b"pid"] == str(os.getpid()).encode()
+    assert beat[b"mode"] == b"test"  # text health fields are fields of their own
+    assert orjson.loads(beat[b"counters"])["loops"] >= 0
+    ttl = await aredis.pttl(keys.health("sleeper"))
+    assert 0 < ttl <= 5000
+    healthy, message = await asyncio.to_thread(check_health, "sleeper", settings)
+    assert healthy and f"pid {os.getpid()}" in message
+    working = next(e for e in events if e["event"] == "working")
+    assert working["service"] == "sleeper" and working["level"] == "INFO"
+    assert working["fields"] == {"answer": 42} and "time" in working
+    os.kill(os.getpid(), signal.SIGTERM)  # the lifecycle's own handler turns it into a stop
+    assert await asyncio.wait_for(task, 10) == 0
+    assert services[0].closed
+    assert await aredis.exists(keys.health("sleeper")) == 0
+    healthy, message = check_health("sleeper", settings)
+    assert not healthy and "not running" in message
+    await pubsub.aclose()
+
+
+def test_check_reports_stale_heartbeat(settings: Settings, sync_redis: redis.Redis) -> None:
+    sync_redis.hset(
+        keys.health("gateway"),
+        mapping={"pid": 1, "last_beat_ms": int(time.time() * 1000) - 60_000, "interval_s": 2},
+    )
+    healthy, message = check_health("gateway", settings)
+    assert not healthy and "stale" in message
+
+
+def test_check_command_exit_codes(redis_url: str, sync_redis: redis.Redis) -> None:
+    env = {**os.environ, "SPREADBUS_REDIS_URL": redis_url}
+    cmd = [sys.executable, "-m", "spreadbus", "engine", "--check"]
+    down = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert down.returncode == 1 and "not running" in down.stdout
+    sync_redis.hset(
+        keys.health("engine"),
+        mapping={"pid": 7, "last_beat_ms": int(time.time() * 1000), "interval_s": 2},
+    )
+    up = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert up.returncode == 0 and "healthy" in up.stdout
+
+
+def test_check_without_redis_is_one_line(tmp_path: Any) -> None:
+    env = {**os.environ, "SPREADBUS_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "spreadbus", "logger", "--check"],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 1
+    assert "no Redis" in done.stdout and "Traceback" not in done.stdout + done.stderr

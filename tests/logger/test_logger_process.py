@@ -1,0 +1,75 @@
+"""``python -m spreadbus logger`` as a real process: healthy by ``--check``, writes what is
+published (its own heartbeat included), stops cleanly with exit 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import redis
+
+from spreadbus.bus import keys
+from spreadbus.bus.codec import LogEvent, log_event_to_json
+from spreadbus.proc import terminate
+
+from .helpers import read_records
+
+COMMAND = [sys.executable, "-m", "spreadbus", "logger"]
+
+
+def _wait(predicate: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not within {within} s"
+        time.sleep(0.05)
+
+
+def test_logger_process_beats_writes_and_stops_on_sigterm(
+    redis_url: str, data_dir: Path, sync_redis: redis.Redis, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "SPREADBUS_REDIS_URL": redis_url,
+        "SPREADBUS_DATA_DIR": str(data_dir),
+        "SPREADBUS_HEARTBEAT_INTERVAL": "0.5",
+    }
+
+    def check() -> int:
+        result = subprocess.run([*COMMAND, "--check"], env=env, capture_output=True, check=False)
+        return result.returncode
+
+    assert check() == 1  # nothing running yet
+    console = tmp_path / "logger.err"
+    with console.open("wb") as stderr:
+        process = subprocess.Popen(COMMAND, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        _wait(lambda: check() == 0, 20, "a healthy heartbeat")
+        _wait(lambda: sync_redis.pubsub_numsub(keys.CHANNEL_LOGS)[0][1] == 1, 10, "subscription")
+        for number in range(5):
+            event = LogEvent("WARNING", "gateway", "reconnecting", {"attempt": number})
+            sync_redis.publish(keys.CHANNEL_LOGS, log_event_to_json(event))
+
+        def written() -> list[tuple[str, str]]:
+            return [(r["service"], r["event"]) for r in read_records(data_dir)]
+
+        # without a stop: what is on disk is what a crash would leave (flush within ~1 s)
+        _wait(lambda: written().count(("gateway", "reconnecting")) == 5, 5, "the events on disk")
+        _wait(lambda: ("logger", "heartbeat") in written(), 5, "the logger's own heartbeat")
+        beat = sync_redis.hgetall(keys.health("logger"))
+        counters = orjson.loads(beat[b"counters"])
+        assert counters["written"] >= 5
+        assert counters["subscribed"] is True
+    finally:
+        code = terminate(process, 15)
+
+    assert code == 0
+    assert check() == 1  # the heartbeat key went away with the process
+    output = console.read_text()
+    assert "started" in output
+    assert "stopped" in output
+    assert "Traceback" not in output
