@@ -116,7 +116,7 @@ class Gateway:
         else:  # auto
             await self._run_auto(symbols, stop)
 
-    async def _run_binance(self, symbols: list[str], stop: asyncio.Event) -> None:
+    def _make_feed(self) -> BinanceFeed:
         self.feed = BinanceFeed(
             feed_config(self.settings), self.ingest, self.log, self.ingest.counters,
             seed=self.settings.seed,
@@ -124,16 +124,19 @@ class Gateway:
         if self.settings.binance_stream == "aggTrade":
             self.backfill = Backfiller(self.settings.binance_rest_url, self.ingest, self.log)
             self.ingest.on_gap = self.backfill.request
-        await self.feed.run(symbols, stop)
+        return self.feed
+
+    async def _run_binance(self, symbols: list[str], stop: asyncio.Event) -> None:
+        await self._make_feed().run(symbols, stop)
 
     async def _run_auto(self, symbols: list[str], stop: asyncio.Event) -> None:
         feed_stop = asyncio.Event()
-        binance = asyncio.create_task(self._run_binance(symbols, feed_stop))
-        assert self.feed is not None
-        waiter = asyncio.create_task(self.feed.connected.wait())
+        feed = self._make_feed()
+        binance = asyncio.create_task(feed.run(symbols, feed_stop))
+        waiter = asyncio.create_task(feed.connected.wait())
         await asyncio.wait({waiter, binance}, timeout=self.settings.auto_fallback_after)
         waiter.cancel()
-        if self.feed.connected.is_set():
+        if feed.connected.is_set():
             self.source = "binance"
             stopper = asyncio.create_task(self._relay(stop, feed_stop))
             await binance
