@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from spreadbus.bus.codec import Tick
 
@@ -72,13 +72,17 @@ class GhostVenue:
         floor = 10.0**-decimals
         delay = self.delay_ms()
         due = tick.recv_ts + delay
-        ghost = replace(
-            tick,
-            price=f"{max(price, floor):.{decimals}f}",
-            trade_ts=tick.trade_ts + int(delay),
-            event_ts=tick.trade_ts + int(delay),
-            recv_ts=due,
-            source="ghost",
+        ghost_ts = tick.trade_ts + int(delay)
+        ghost = Tick(
+            tick.symbol,
+            tick.trade_id,
+            f"{max(price, floor):.{decimals}f}",
+            tick.qty,
+            tick.side,
+            ghost_ts,
+            ghost_ts,
+            due,
+            "ghost",
         )
         self._seq += 1
         heapq.heappush(self.pending, (due, self._seq, ghost))

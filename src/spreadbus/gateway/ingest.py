@@ -96,6 +96,7 @@ class Ingest:
             self.log.warning("malformed input", reason=reason, detail=detail[:200], total=total)
 
     async def wait_for_room(self) -> None:
+        await asyncio.sleep(0)  # always a turn for the flusher, even when there is room
         await self._room.wait()
 
     # ---- accepting ------------------------------------------------------------------------

@@ -33,7 +33,8 @@ from spreadbus.gateway.sink import TickSink
 
 CONTROL_GAP = 0.25  # s between control messages: 4/s, well inside Binance's 10/s
 PARAMS_PER_MESSAGE = 100
-ROLLOVER_WAIT = 10.0  # s to wait for the successor's first frame before closing the old one
+ROLLOVER_WAIT = 10.0
+YIELD_EVERY = 64  # frames read before giving the event loop (the flusher) a turn  # s to wait for the successor's first frame before closing the old one
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +132,18 @@ class FeedConnection:
     async def _read(self, socket: ClientConnection) -> None:
         sink, key = self.feed.sink, id(socket)
         self.frames_by_socket[key] = 0
+        count = 0
         async for frame in socket:
             self.last_frame = time.monotonic()
-            self.frames_by_socket[key] += 1
+            count += 1
             sink.on_frame(frame, epoch_ms(), "binance")
+            if count % YIELD_EVERY == 0:
+                # While frames are queued, recv() never suspends: without this the flusher
+                # would not run until the burst is over.
+                self.frames_by_socket[key] = count
+                await asyncio.sleep(0)
+            elif count < YIELD_EVERY:
+                self.frames_by_socket[key] = count
 
     async def _session(self, socket: ClientConnection, stop: asyncio.Event) -> str:
         """Read until stop, silence, close or rollover failure; returns why it ended."""
