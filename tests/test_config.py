@@ -40,7 +40,10 @@ def test_flags_override_environment_override_defaults(monkeypatch: pytest.Monkey
     ],
 )
 def test_bad_values_exit_2_with_one_line_naming_the_setting(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: str, value: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: str,
+    value: str,
     named: str,
 ) -> None:
     monkeypatch.setenv(env, value)

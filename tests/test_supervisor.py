@@ -59,7 +59,8 @@ def test_up_restarts_a_crashed_child_and_leaves_no_orphans(
         first = wait_for(lambda: gateway_pid(sync_redis), 30, "the gateway's heartbeat")
         os.kill(first, signal.SIGKILL)
         second = wait_for(
-            lambda: (pid := gateway_pid(sync_redis)) not in (None, first) and pid, 30,
+            lambda: (pid := gateway_pid(sync_redis)) not in (None, first) and pid,
+            30,
             "a restarted gateway",
         )
         assert alive(second)

@@ -171,8 +171,10 @@ class Supervisor:
             return "unknown (redis unreachable)"
         if not beat:
             return "starting"
-        source = beat.get(b"source")  # type: ignore[union-attr]
-        return f"healthy ({source.decode()})" if source else "healthy"
+        source = beat.get(b"source")
+        if isinstance(source, bytes):
+            return f"healthy ({source.decode()})"
+        return "healthy"
 
     def _show_status(self) -> None:
         """One line with every service's state, printed when it changes."""

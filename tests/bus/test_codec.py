@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spreadbus.bus.codec import (
+    TICK_FIELDS,
     Alert,
     CodecError,
     LogEvent,
@@ -18,7 +19,6 @@ from spreadbus.bus.codec import (
     tick_to_json,
 )
 from spreadbus.bus.ticks import tick_row
-from spreadbus.bus.codec import TICK_FIELDS
 
 decimals = st.decimals(min_value="0.00000001", max_value="1000000", places=8).map(
     lambda d: format(d.normalize(), "f")

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-import pytest
 import redis
 import redis.asyncio as aioredis
 
@@ -107,7 +106,10 @@ def test_check_without_redis_is_one_line(tmp_path: Any) -> None:
     env = {**os.environ, "SPREADBUS_DATA_DIR": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-m", "spreadbus", "logger", "--check"],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 1
     assert "no Redis" in done.stdout and "Traceback" not in done.stdout + done.stderr

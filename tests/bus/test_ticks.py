@@ -29,9 +29,7 @@ def candles_from_ticks(ticks: list[Tick]) -> pd.DataFrame:
         {"price": [float(t.price) for t in ticks], "qty": [float(t.qty) for t in ticks]},
         index=pd.to_datetime([t.trade_ts for t in ticks], unit="ms"),
     )
-    bars = frame.resample("1min").agg(
-        {"price": ["first", "max", "min", "last"], "qty": "sum"}
-    )
+    bars = frame.resample("1min").agg({"price": ["first", "max", "min", "last"], "qty": "sum"})
     bars.columns = ["open", "high", "low", "close", "volume"]
     bars = bars.dropna()
     bars.index = (bars.index - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1)
@@ -49,7 +47,9 @@ async def read_candles(client: aioredis.Redis, symbol: str) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("flush_size", [1, 37, 5000])
-async def test_candles_equal_candles_of_the_raw_ticks(aredis: aioredis.Redis, flush_size: int) -> None:
+async def test_candles_equal_candles_of_the_raw_ticks(
+    aredis: aioredis.Redis, flush_size: int
+) -> None:
     ticks = make_ticks("BTCUSDT", 3000, seed=flush_size)
     writer = TickWriter(aredis)
     await writer.prepare(["BTCUSDT"])

@@ -107,9 +107,7 @@ async def test_every_frame_arrives_once_in_its_stream_with_ghosts_after_their_de
             assert [t.price for _, t in real] == [row["p"] for row in sent]  # exact text
             assert [t.side for _, t in real] == ["sell" if r["m"] else "buy" for r in sent]
             assert [eid.decode() for eid, _ in real] == [f"{r['T']}-{r['a']}" for r in sent]
-            ghosts = await eventually(
-                lambda: _ghosts_if_complete(aredis, "BTCUSDT", len(sent))
-            )
+            ghosts = await eventually(lambda: _ghosts_if_complete(aredis, "BTCUSDT", len(sent)))
             # one ghost per real trade; published in due order (random delays), not trade order
             assert sorted(g.trade_id for _, g in ghosts) == [r["a"] for r in sent]
             recv = {t.trade_id: t.recv_ts for _, t in real}
@@ -118,6 +116,7 @@ async def test_every_frame_arrives_once_in_its_stream_with_ghosts_after_their_de
                 assert ghost.source == "ghost"
                 assert ghost.recv_ts > recv[ghost.trade_id]  # it has a delay ...
                 assert published_ms >= int(ghost.recv_ts)  # ... and was held back for it
+
             async def pinged() -> bool:
                 return server.counters.pings_answered > 0
 
@@ -250,10 +249,12 @@ async def test_auto_falls_back_to_sim_loudly(settings: Settings, aredis: aioredi
     opts = {"source": "auto", "binance_ws_url": dead, "auto_fallback_after": 1.0,
             "pairs": ("ETHUSDT/BTCUSDT",), "speed": 1.0}  # fmt: skip
     async with running_gateway(settings, aredis, **opts) as gw:
-        async def sim_ticks() -> int:
-            return int(await aredis.xlen(keys.tick_stream("BTCUSDT")))
 
-        assert await eventually(sim_ticks, 15)
+        async def both_legs_traded() -> bool:
+            lengths = [await aredis.xlen(keys.tick_stream(s)) for s in ("BTCUSDT", "ETHUSDT")]
+            return all(lengths)
+
+        assert await eventually(both_legs_traded, 20)
         assert gw.health()["source"].startswith("sim (fallback")
         ticks = await stream_ticks(aredis, "ETHUSDT")
-        assert ticks and all(t.source == "sim" for _, t in ticks)
+        assert all(t.source == "sim" for _, t in ticks)

@@ -30,6 +30,7 @@ from spreadbus.gateway.binance import (
 from spreadbus.testing.binance_server import (
     BinanceServer,
     build_agg_trade_frames,
+    main,
     route_serves,
     stream_route,
 )
@@ -489,6 +490,8 @@ async def test_bad_input_frames_reach_subscribers_verbatim(server: BinanceServer
         assert server.send_to_all(stray) == 2
         assert await asyncio.wait_for(other.recv(), 2) == stray
         assert await asyncio.wait_for(sub.recv(), 2) == stray
+        await server.flush()
+        assert [c.frames_sent for c in server.connections] == [5, 1]
 
 
 # -- firehose and the CLI ------------------------------------------------------------------------
@@ -531,6 +534,12 @@ def test_build_frames_raw_mode_parses() -> None:
     assert len(orjson.loads(frames[0])["p"].split(".")[1]) == 6  # small prices keep precision
 
 
+@pytest.mark.parametrize("flags", [[], ["--raw-reader"]])
+def test_cli_firehose_benchmark(capsys: pytest.CaptureFixture[str], flags: list[str]) -> None:
+    assert main(["--bench-firehose", "2000", *flags]) == 0
+    assert "frames/s" in capsys.readouterr().out
+
+
 async def test_cli_serves_a_random_walk_feed() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -556,5 +565,5 @@ async def test_cli_serves_a_random_walk_feed() -> None:
             rows = (await http.get("/fapi/v1/aggTrades", params={"symbol": tick.symbol})).json()
         assert rows
     finally:
-        process.terminate()
-        await process.wait()
+        process.terminate()  # SIGTERM stops the demo cleanly
+        assert await asyncio.wait_for(process.wait(), 10) == 0

@@ -1,0 +1,1 @@
+"""Test and demo doubles that speak real protocols."""
