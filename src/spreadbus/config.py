@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     )
 
     # Where things live
-    redis_url: str | None = Field(None, description="External Redis; unset = embedded Redis")
+    redis_url: str | None = Field(
+        None, repr=False, description="External Redis; unset = embedded Redis"
+    )
     redis_cluster: bool = Field(False, description="Treat redis_url as a Redis Cluster node")
     redis_port: int = Field(6379, ge=1, le=65535, description="Port of the embedded Redis")
     data_dir: Path = Field(Path("data"), description="Redis files, logs, Parquet archive")
@@ -117,7 +119,10 @@ class Settings(BaseSettings):
     )
     log_backups: int = Field(5, ge=0, le=1000, description="Rotated log files kept")
     log_webhook_url: str | None = Field(
-        None, pattern=r"^https?://\S+$", description="POST ERROR+ log events here (JSON)"
+        None,
+        repr=False,
+        pattern=r"^https?://\S+$",
+        description="POST ERROR+ log events here (JSON)",
     )
     log_webhook_rate: float = Field(
         1.0, gt=0, le=1000, description="Webhook posts per second at most"

@@ -1,8 +1,10 @@
+
 """The CentralLogger against the real test Redis: channel:logs -> file, rotation, malformed
 messages, the one-second flush, and resubscribing after the server kills the subscription."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -85,26 +87,31 @@ async def test_resubscribes_after_redis_kills_the_subscriber_connection(
     settings: Settings,
     aredis: aioredis.Redis,
     data_dir: Path,
-    logger_events: list[LoggedEvent],
 ) -> None:
     async with running_logger(settings) as service:
         await publish(aredis, "engine", "before kill")
+        await eventually(lambda: service.health()["written"] == 1)
         killed = await aredis.client_kill_filter(_type="pubsub")  # CLIENT KILL TYPE pubsub
         assert killed >= 1
-        await eventually(lambda: service.health()["resubscribed"] >= 1)
-        assert await aredis.pubsub_numsub(keys.CHANNEL_LOGS) == [(keys.CHANNEL_LOGS.encode(), 1)]
+
+        async def subscribed_again() -> bool:
+            numsub = await aredis.pubsub_numsub(keys.CHANNEL_LOGS)
+            return numsub == [(keys.CHANNEL_LOGS.encode(), 1)]
+
+        # The client's retry or the logger's own loop (whichever sees the error first)
+        # subscribes again at once; either way nothing published afterwards may be lost.
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await subscribed_again():
+            assert asyncio.get_running_loop().time() < deadline, "never resubscribed"
+            await asyncio.sleep(0.05)
         for number in range(10):
             await publish(aredis, "engine", "after kill", n=number)
         await eventually(lambda: service.health()["written"] == 11)
         health = service.health()
 
-    assert health["disconnects"] >= 1
     assert health["subscribed"] is True
     events = [record["event"] for record in read_records(data_dir)]
     assert events == ["before kill"] + ["after kill"] * 10
-    logged = [(e.level, e.event) for e in logger_events]
-    lost = logged.index(("WARNING", "redis connection lost"))
-    assert ("INFO", "resubscribed") in logged[lost:]
 
 
 async def test_survives_a_redis_restart_with_capped_backoff(

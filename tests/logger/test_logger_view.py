@@ -179,3 +179,19 @@ def test_the_cli_routes_logs_here(sample: Path, capsys: pytest.CaptureFixture[st
     assert [line.split()[4:6] for line in _lines(capsys)] == [["handler", "failed"]]
     assert cli.main(["logs", "--data-dir", str(sample), "--level", "LOUD"]) == 2
     assert capsys.readouterr().err.startswith("spreadbus logs: unknown level 'LOUD'")
+
+
+def test_lines_that_are_not_records_are_shown_not_fatal(
+    settings: Settings, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = log_dir(data_dir)
+    directory.mkdir()
+    (directory / "spreadbus.jsonl").write_bytes(
+        b'{"level": "INFO", "service": "web", "event": "odd", "fields": "not a map"}\n'
+        b'{"time": "2026-11-22T02:48:15.123Z", "lev\n'  # torn by a crash
+    )
+    assert run_logs(settings) == 0
+    first, second = _lines(capsys)
+    assert first.endswith('odd fields="not a map"')
+    assert "unparsed raw=" in second
+    assert "not JSON" in second

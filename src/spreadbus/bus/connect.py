@@ -7,6 +7,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from spreadbus.bus.embedded import url_file
 from spreadbus.config import Settings
@@ -40,11 +42,14 @@ def _plain(url: str) -> str:
 
 def _options() -> dict[str, Any]:
     # No socket_timeout: blocking XREAD must be allowed to wait longer than any fixed timeout;
-    # keepalive and health checks find dead connections instead.
+    # keepalive and health checks find dead connections instead. A short retry absorbs the one
+    # error every pooled connection would otherwise raise after a Redis restart.
     return {
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
         "health_check_interval": 15,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        "retry_on_error": [redis.exceptions.ConnectionError],
     }
 
 
