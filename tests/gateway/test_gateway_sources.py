@@ -16,10 +16,10 @@ from spreadbus.gateway.service import Gateway
 from spreadbus.testing.binance_server import build_agg_trade_frames
 
 pytestmark = pytest.mark.slow
+BINANCE_URL = "wss://fstream.binance.com/market/stream"
 
 
-async def run_until(gateway: Gateway, done: "asyncio.Future[bool] | None" = None,
-                    seconds: float = 3.0) -> None:  # fmt: skip
+async def run_until(gateway: Gateway, seconds: float) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     await asyncio.sleep(seconds)
@@ -33,8 +33,8 @@ async def test_replay_of_recorded_frames_and_a_zipped_csv(
     folder = tmp_path / "replay"
     folder.mkdir()
     frames = build_agg_trade_frames(["BTCUSDT"], 500, start_time_ms=1_795_300_000_000)
-    write_frames(folder / "btc.frames", [(1_795_300_000 + i / 100, f) for i, f in enumerate(frames)],
-                 url="wss://fstream.binance.com/market/stream?streams=btcusdt@aggTrade")  # fmt: skip
+    recorded = [(1_795_300_000 + i / 100, f) for i, f in enumerate(frames)]
+    write_frames(folder / "btc.frames", recorded, url=f"{BINANCE_URL}?streams=btcusdt@aggTrade")
     rows = ["agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"]
     rows += [f"{i},3500.{i % 100:02d},0.500,{i},{i},{1_795_300_000_000 + i * 3},true"
              for i in range(1, 301)]  # fmt: skip

@@ -97,3 +97,11 @@ def alert_state() -> str:
 def archivist_cursor() -> str:
     """Hash stream key -> last stream id safely spooled to disk by the Archivist."""
     return "state:archivist:cursor"
+
+
+def analytics_series_1m(pair: str, metric: str) -> str:
+    """1-minute average of :func:`analytics_series` (24 h), made by a compaction rule.
+
+    Same hash tag as its source, as RedisTimeSeries requires of a rule's two ends on a cluster.
+    """
+    return f"ts:analytics:{{{pair}}}:{metric}:1m"

@@ -74,9 +74,7 @@ async def load_function(client: AsyncRedis) -> None:
     """(Re)load the Lua library on every primary; REPLACE makes upgrades seamless."""
     code = function_code()
     if is_cluster(client):
-        await client.execute_command(
-            "FUNCTION", "LOAD", "REPLACE", code, target_nodes="primaries"
-        )
+        await client.execute_command("FUNCTION", "LOAD", "REPLACE", code, target_nodes="primaries")
     else:
         await client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
 
