@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from spreadbus.archivist import reader
+from spreadbus.archivist.compaction import compact_archive
 from spreadbus.archivist.service import ArchivistError
 from spreadbus.bus import keys
 from spreadbus.config import Settings
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from conftest import ArchiveView, Market
 
 PAIR = "ETHUSDT/BTCUSDT"
+BASE_MS = 1795305480000  # 2026-11-21 23:58 UTC, where the market fixture starts
 SYMBOLS = ("ETHUSDT", "BTCUSDT")
 Run = Callable[[Settings], AbstractAsyncContextManager[Any]]
 Wait = Callable[..., Awaitable[None]]
@@ -173,7 +175,15 @@ async def test_candles_equal_candles_of_archived_ticks(
         await wait_for(lambda: service.counters["candles_archived"] == 2 * 5, what="candles")
         await asyncio.sleep(0.4)  # another interval: the open minute must not appear
         assert service.counters["candles_archived"] == 2 * 5
+        # A late trade (say, a REST backfill) lands in a closed, archived minute: Redis
+        # recomputes that candle and the Archivist writes it again; the newest row wins.
+        late_ms = BASE_MS + 3 * 60_000 + 5  # 00:01:00.005
+        for name in ("high", "volume"):
+            series = keys.candle_source_series("BTCUSDT", name)
+            market.client.execute_command("TS.ADD", series, late_ms, "500.5")
+        await wait_for(lambda: service.counters["candles_archived"] == 2 * 5 + 1, what="revision")
     ticks = archive.read("ticks")
+    compact_archive(root, 1, "2100-01-01")  # merges every partition: the revision wins
     candles = archive.read("candles")
     assert len(candles) == 2 * 5
     assert not candles.duplicated(["symbol", "ts"]).any()
@@ -189,13 +199,17 @@ async def test_candles_equal_candles_of_archived_ticks(
                 "volume": real["qty"].resample("1min").sum(),
             }
         ).iloc[:-1]  # the last minute is still open
+        if symbol == "BTCUSDT":  # the revised minute, as Redis recomputed it
+            minute = pd.Timestamp(BASE_MS + 3 * 60_000, unit="ms", tz="UTC")
+            expected.loc[minute, "high"] = 500.5
+            expected.loc[minute, "volume"] += 500.5
         got = candles[candles["symbol"] == symbol].set_index("ts").sort_index()
-        assert list(got.index) == list(expected.index)
-        for column in ("open", "high", "low", "close"):
-            assert (got[column] == expected[column]).all(), column
-        assert np.allclose(got["volume"], expected["volume"], rtol=1e-12)
-        via_reader = reader.read_candles(root, symbol)
-        assert len(via_reader) == len(got)
+        via_reader = reader.read_candles(root, symbol).set_index("ts")
+        for frame in (got, via_reader):
+            assert list(frame.index) == list(expected.index)
+            for column in ("open", "high", "low", "close"):
+                assert (frame[column] == expected[column]).all(), column
+            assert np.allclose(frame["volume"], expected["volume"], rtol=1e-12)
 
 
 def _add_analytics(client: redis.Redis, start_s: int, seconds: int) -> None:
@@ -278,3 +292,28 @@ async def test_readers_never_fail_or_see_partial_files_during_writes(
     assert len(seen) > 5
     assert seen == sorted(seen)  # rows only ever appear, never vanish or repeat
     archive.assert_exactly_once(market)
+
+
+async def test_reports_ticks_trimmed_before_they_were_spooled(
+    make_settings: Callable[..., Settings],
+    market: Market,
+    archive: ArchiveView,
+    run_archivist: Run,
+    wait_for: Wait,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = make_settings(archive_interval=60)
+    market.publish("BTCUSDT", 20)
+    async with run_archivist(cfg) as service:
+        await wait_for(lambda: service.counters["ticks_spooled"] == 40)
+    market.publish("BTCUSDT", 30)  # while no archivist runs ...
+    market.trim_all("BTCUSDT")  # ... Redis drops them: they are lost, and it must say so
+    market.publish("BTCUSDT", 5)
+    async with run_archivist(cfg) as service:
+        await wait_for(lambda: service.counters["ticks_spooled"] == 10)
+        await wait_for(lambda: service.counters["gaps"] == 2)  # the real and the ghost stream
+        assert service.counters["ticks_lost"] == 2 * 30
+    assert "ticks lost to stream trimming" in caplog.text
+    got = archive.read("ticks")
+    assert len(got) == 50  # 20 + 5 real and ghost: all that could still be read, once
+    assert not got.duplicated(["venue", "stream_id"]).any()

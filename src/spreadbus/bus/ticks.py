@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Final
 
-import orjson
 import redis.exceptions
 
 from spreadbus.bus import keys
@@ -34,19 +33,26 @@ CANDLE_RULES: Final[dict[keys.CandleField, tuple[str, str]]] = {
 }
 
 
+_FIELD_NAMES: Final = "\t".join(TICK_FIELDS).encode()
+
+
 def tick_row(tick: Tick) -> list[str]:
     """A tick's field values as text, in :data:`TICK_FIELDS` order (what the function XADDs)."""
-    return [
-        tick.symbol,
-        str(tick.trade_id),
-        tick.price,
-        tick.qty,
-        tick.side,
-        str(tick.trade_ts),
-        str(tick.event_ts),
-        f"{tick.recv_ts:.3f}",
-        tick.source,
-    ]
+    return tick_line(tick).split("\t")
+
+
+def tick_line(tick: Tick) -> str:
+    """The tick as one tab-separated line of :data:`TICK_FIELDS` values, the form the Lua
+    function parses. Values never hold a tab or newline: symbols, sides and sources are
+    validated names, prices and quantities validated decimals, the rest integers."""
+    return (
+        f"{tick.symbol}\t{tick.trade_id}\t{tick.price}\t{tick.qty}\t{tick.side}\t"
+        f"{tick.trade_ts}\t{tick.event_ts}\t{tick.recv_ts:.3f}\t{tick.source}"
+    )
+
+
+def _block(ticks: Sequence[Tick]) -> bytes:
+    return "\n".join(map(tick_line, ticks)).encode()
 
 
 @dataclass(slots=True)
@@ -179,21 +185,14 @@ class TickWriter:
         result = WriteResult()
         async with self.client.pipeline(transaction=False) as pipe:
             for symbol, batch in batches.items():
-                payload: dict[str, object] = {
-                    "f": TICK_FIELDS,
-                    "t": [tick_row(t) for t in batch.ticks],
-                    "g": [tick_row(t) for t in batch.ghosts],
-                }
-                if batch.cut_ms is not None:
-                    payload["cut"] = str(batch.cut_ms)
-                if batch.ghost_cut_ms is not None:
-                    payload["gcut"] = str(batch.ghost_cut_ms)
                 pipe.execute_command(
                     "FCALL", FUNCTION_NAME, 7,
                     keys.tick_stream(symbol), keys.ghost_stream(symbol),
                     *(keys.candle_source_series(symbol, f) for f in
                       ("close", "open", "high", "low", "volume")),
-                    orjson.dumps(payload),
+                    _FIELD_NAMES, _block(batch.ticks), _block(batch.ghosts),
+                    "" if batch.cut_ms is None else str(batch.cut_ms),
+                    "" if batch.ghost_cut_ms is None else str(batch.ghost_cut_ms),
                 )  # fmt: skip
             replies = await pipe.execute(raise_on_error=False)
         for reply in replies:

@@ -21,20 +21,22 @@ class RollingLatency:
     """Fixed-size ring of the last :data:`WINDOW` samples; O(1) to add, O(n) to summarize."""
 
     def __init__(self, window: int = WINDOW) -> None:
-        self._values = np.zeros(window)
+        # a list, not numpy: per-item assignment on the hot path is several times cheaper
+        self._values: list[float] = [0.0] * window
+        self._size = window
         self._next = 0
         self._count = 0
 
     def add(self, value: float) -> None:
         self._values[self._next] = value
-        self._next = (self._next + 1) % len(self._values)
+        self._next = (self._next + 1) % self._size
         self._count += 1
 
     def summary(self) -> LatencySummary | None:
-        n = min(self._count, len(self._values))
+        n = min(self._count, self._size)
         if n == 0:
             return None
-        window = self._values[:n]
+        window = np.asarray(self._values[:n])
         p50, p99 = np.percentile(window, [50, 99])
         return LatencySummary(float(p50), float(p99), float(window.max()), n)
 
