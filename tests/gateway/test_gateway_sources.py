@@ -74,3 +74,6 @@ async def test_sim_source_fills_streams_candles_and_symbol_state(
         assert b"latency_ingest_p99_ms" in state and state[b"source"] == b"sim"
         assert float(state[b"last_price"]) > 0
     assert gateway.ingest.counters["published"] > 0
+    health = gateway.health()
+    assert health["worst_latency_ingest_p99_ms"] >= 0
+    assert health["worst_latency_exchange_p99_ms"] >= 1  # the sim's event lags its trade

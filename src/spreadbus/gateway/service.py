@@ -249,6 +249,15 @@ class Gateway:
     def health(self) -> Mapping[str, Any]:
         out: dict[str, Any] = {"source": self.source, "pairs": len(self.pairs)}
         out.update(self.ingest.health())
+        # the worst symbol's latency: one number that says whether the feed is healthy
+        for name in ("latency_ingest_p99_ms", "latency_exchange_p99_ms"):
+            values = [
+                fields[name]
+                for latency in self.ingest.latency.values()
+                if name in (fields := latency.fields())
+            ]
+            if values:
+                out[f"worst_{name}"] = max(values)
         return out
 
     async def close(self) -> None:
