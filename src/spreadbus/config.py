@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,15 @@ def parse_pair(text: str) -> tuple[str, str]:
     if parts[0] == parts[1]:
         raise ValueError(f"pair {text.strip()!r} has the same symbol on both legs")
     return parts[0], parts[1]
+
+
+def symbols_of(pairs: Iterable[str]) -> tuple[str, ...]:
+    """Every symbol named by the pairs (``Y/X``), in first-seen order."""
+    seen: dict[str, None] = {}
+    for pair in pairs:
+        for symbol in parse_pair(pair):
+            seen.setdefault(symbol, None)
+    return tuple(seen)
 
 
 def parse_duration(value: Any) -> float:
@@ -173,11 +183,7 @@ class Settings(BaseSettings):
     @property
     def symbols(self) -> tuple[str, ...]:
         """Every symbol named by the configured pairs, in first-seen order."""
-        seen: dict[str, None] = {}
-        for pair in self.pairs:
-            for symbol in pair.split("/"):
-                seen.setdefault(symbol, None)
-        return tuple(seen)
+        return symbols_of(self.pairs)
 
     @property
     def cluster(self) -> bool:

@@ -46,7 +46,7 @@ from spreadbus.archivist.writer import ArchiveWriter
 from spreadbus.bus import keys
 from spreadbus.bus.connect import AsyncRedis, is_cluster
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
-from spreadbus.config import Settings
+from spreadbus.config import Settings, symbols_of
 
 READ_COUNT: Final = 2000  # entries per stream per XREAD
 BLOCK_MS: Final = 250  # XREAD block; also how quickly the reader notices a stop
@@ -109,11 +109,7 @@ class Archivist:
 
     @property
     def symbols(self) -> tuple[str, ...]:
-        seen: dict[str, None] = {}
-        for pair in self.pairs:
-            for symbol in pair.split("/"):
-                seen.setdefault(symbol, None)
-        return tuple(seen)
+        return symbols_of(self.pairs)
 
     def streams(self) -> list[str]:
         return [key for s in self.symbols for key in (keys.tick_stream(s), keys.ghost_stream(s))]

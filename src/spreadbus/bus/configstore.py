@@ -6,20 +6,13 @@ any message there. The first service to start seeds ``config:pairs`` from SPREAD
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from spreadbus.bus import keys
 from spreadbus.bus.connect import AsyncRedis
-from spreadbus.config import parse_pair
+from spreadbus.config import parse_pair, symbols_of
 
-
-def symbols_of(pairs: Iterable[str]) -> list[str]:
-    """Every symbol named by the pairs, in first-seen order."""
-    seen: dict[str, None] = {}
-    for pair in pairs:
-        for symbol in parse_pair(pair):
-            seen.setdefault(symbol, None)
-    return list(seen)
+__all__ = ["load_pairs", "set_pairs", "symbols_of"]
 
 
 def _text(value: bytes | str) -> str:

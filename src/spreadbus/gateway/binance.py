@@ -112,6 +112,27 @@ def _int(payload: Mapping[str, Any], key: str) -> int:
     return value
 
 
+def _tick(
+    data: Mapping[str, Any], id_key: str, event_key: str, recv_ts: float, source: str
+) -> Tick:
+    """The fields both trade payloads share; KeyError for a missing one."""
+    price_text, price = _decimal(data, "p")
+    qty_text, _ = _decimal(data, "q")
+    if price <= 0:
+        raise FrameError("bad_price", f"non-positive price {price_text!r}")
+    return Tick(
+        str(data["s"]),
+        _int(data, id_key),
+        price_text,
+        qty_text,
+        "sell" if data["m"] else "buy",
+        _int(data, "T"),
+        _int(data, event_key),
+        recv_ts,
+        source,
+    )
+
+
 def parse_agg_trade(data: Mapping[str, Any], recv_ts: float, source: str = "binance") -> Tick:
     """An ``aggTrade`` payload (the ``data`` of a combined-stream frame)::
 
@@ -122,21 +143,7 @@ def parse_agg_trade(data: Mapping[str, Any], recv_ts: float, source: str = "bina
     maker, so the taker sold. Unknown fields are ignored.
     """
     try:
-        price_text, price = _decimal(data, "p")
-        qty_text, _ = _decimal(data, "q")
-        if price <= 0:
-            raise FrameError("bad_price", f"non-positive price {price_text!r}")
-        return Tick(
-            symbol=str(data["s"]),
-            trade_id=_int(data, "a"),
-            price=price_text,
-            qty=qty_text,
-            side="sell" if data["m"] else "buy",
-            trade_ts=_int(data, "T"),
-            event_ts=_int(data, "E") if "E" in data else _int(data, "T"),
-            recv_ts=recv_ts,
-            source=source,
-        )
+        return _tick(data, "a", "E" if "E" in data else "T", recv_ts, source)
     except KeyError as exc:
         raise FrameError("missing_field", f"aggTrade misses field {exc.args[0]!r}") from None
 
@@ -154,21 +161,7 @@ def parse_trade(data: Mapping[str, Any], recv_ts: float, source: str = "binance"
         kind = data["X"]
         if kind != "MARKET":
             return Skipped(f"not_market:{kind}", str(data.get("s", "")))
-        price_text, price = _decimal(data, "p")
-        qty_text, _ = _decimal(data, "q")
-        if price <= 0:
-            raise FrameError("bad_price", f"non-positive price {price_text!r}")
-        return Tick(
-            symbol=str(data["s"]),
-            trade_id=_int(data, "t"),
-            price=price_text,
-            qty=qty_text,
-            side="sell" if data["m"] else "buy",
-            trade_ts=_int(data, "T"),
-            event_ts=_int(data, "E"),
-            recv_ts=recv_ts,
-            source=source,
-        )
+        return _tick(data, "t", "E", recv_ts, source)
     except KeyError as exc:
         raise FrameError("missing_field", f"trade misses field {exc.args[0]!r}") from None
 

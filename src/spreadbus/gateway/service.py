@@ -78,7 +78,7 @@ class Gateway:
 
     async def _load_symbols(self) -> list[str]:
         self.pairs = await load_pairs(self.client, self.settings.pairs)
-        symbols = symbols_of(self.pairs)
+        symbols = list(symbols_of(self.pairs))
         assert self.ingest.symbols is not None
         self.ingest.symbols.clear()
         self.ingest.symbols.update(symbols)
