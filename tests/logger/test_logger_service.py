@@ -1,4 +1,3 @@
-
 """The CentralLogger against the real test Redis: channel:logs -> file, rotation, malformed
 messages, the one-second flush, and resubscribing after the server kills the subscription."""
 
