@@ -18,7 +18,10 @@ class ServiceSpec:
 
     @property
     def built(self) -> bool:
-        return importlib.util.find_spec(self.module) is not None
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except ModuleNotFoundError:  # the parent package itself does not exist yet
+            return False
 
     def entry(self) -> Callable[[Settings], int]:
         main: Callable[[Settings], int] = importlib.import_module(self.module).main
