@@ -15,9 +15,12 @@ import math
 import random
 from dataclasses import dataclass
 
+import numpy as np
+
 from spreadbus.bus.codec import Tick
 
 DISLOCATION_SECONDS = (2.0, 8.0)
+DRAWS = 4096  # random numbers are drawn in numpy blocks: per-tick Python draws cost more
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,8 @@ def _decimals(text: str) -> int:
 class GhostVenue:
     def __init__(self, config: GhostConfig, seed: int) -> None:
         self.config = config
-        self.random = random.Random(seed)
+        self.random = random.Random(seed)  # rare draws: dislocation episodes
+        self._rng = np.random.default_rng(seed)
         self.pending: list[tuple[float, int, Tick]] = []  # (due recv ms, seq, tick) heap
         self._seq = 0
         self._episodes: dict[str, tuple[float, float]] = {}  # symbol -> (until ms, offset bps)
@@ -45,17 +49,33 @@ class GhostVenue:
         mean = max(config.delay_ms, 1e-6)
         sigma2 = math.log1p((config.jitter_ms / mean) ** 2)
         self._mu, self._sigma = math.log(mean) - sigma2 / 2, math.sqrt(sigma2)
+        self._noise: list[float] = []
+        self._delays: list[float] = []
+        self._coins: list[float] = []
+        self._next = 0
+
+    def _draw(self) -> int:
+        """Index of the next set of pre-drawn (noise, delay, coin) numbers."""
+        if self._next >= len(self._noise):
+            self._noise = (self._rng.standard_normal(DRAWS) * self.config.noise_bps).tolist()
+            if self.config.delay_ms > 0:
+                self._delays = self._rng.lognormal(self._mu, self._sigma, DRAWS).tolist()
+            else:
+                self._delays = [0.0] * DRAWS
+            self._coins = self._rng.random(DRAWS).tolist()
+            self._next = 0
+        index = self._next
+        self._next += 1
+        return index
 
     def delay_ms(self) -> float:
-        if self.config.delay_ms <= 0:
-            return 0.0
-        return self.random.lognormvariate(self._mu, self._sigma)
+        return self._delays[self._draw()]
 
-    def _offset_bps(self, symbol: str, now_ms: float) -> float:
+    def _offset_bps(self, symbol: str, now_ms: float, coin: float) -> float:
         until, offset = self._episodes.get(symbol, (0.0, 0.0))
         if now_ms < until:
             return offset
-        if self.random.random() < self.config.dislocation_prob:
+        if coin < self.config.dislocation_prob:
             seconds = self.random.uniform(*DISLOCATION_SECONDS)
             offset = self.random.choice((-1.0, 1.0)) * self.config.dislocation_bps
             self._episodes[symbol] = (now_ms + seconds * 1000, offset)
@@ -64,13 +84,12 @@ class GhostVenue:
 
     def shadow(self, tick: Tick) -> None:
         """Schedule the ghost twin of a real tick."""
-        bps = self.random.gauss(0.0, self.config.noise_bps) + self._offset_bps(
-            tick.symbol, tick.recv_ts
-        )
+        i = self._draw()
+        bps = self._noise[i] + self._offset_bps(tick.symbol, tick.recv_ts, self._coins[i])
         price = float(tick.price) * (1.0 + bps / 1e4)
         decimals = _decimals(tick.price)
         floor = 10.0**-decimals
-        delay = self.delay_ms()
+        delay = self._delays[i]
         due = tick.recv_ts + delay
         ghost_ts = tick.trade_ts + int(delay)
         ghost = Tick(
