@@ -9,6 +9,8 @@ subscribe before they act and filter by what they produced.
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,9 +18,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from spreadbus.bus.embedded import EmbeddedRedis
+from spreadbus.bus.embedded import EmbeddedRedis, binary, server_env, setup_runtime
 from spreadbus.config import Settings
-from spreadbus.proc import free_port
+from spreadbus.proc import free_port, terminate
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +71,50 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real three-primary Redis Cluster (the bundled server, cluster mode, timeseries loaded)
+    on loopback, for the code paths that must stay inside one slot."""
+    setup_runtime(say=lambda _: None)
+    root = tmp_path_factory.mktemp("cluster")
+    ports = [free_port() for _ in range(3)]
+    module = binary("redis-server").parent.parent / "lib" / "redistimeseries.so"
+    nodes = []
+    for port in ports:
+        folder = root / str(port)
+        folder.mkdir()
+        argv = [
+            str(binary("redis-server")), "--port", str(port), "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--save", "", "--appendonly", "no", "--loadmodule", str(module),
+        ]  # fmt: skip
+        nodes.append(
+            subprocess.Popen(argv, cwd=folder, env=server_env(), stdout=subprocess.DEVNULL)
+        )
+    try:
+        for port in ports:
+            client = redis.Redis(port=port)
+            for _ in range(100):
+                try:
+                    client.ping()
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            client.close()
+        subprocess.run(
+            [str(binary("redis-cli")), "--cluster", "create",
+             *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "0", "--cluster-yes"],
+            env=server_env(), check=True, capture_output=True,
+        )  # fmt: skip
+        client = redis.Redis(port=ports[0])
+        for _ in range(100):
+            if client.cluster("info")["cluster_state"] == "ok":
+                break
+            time.sleep(0.1)
+        client.close()
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        for node in nodes:
+            terminate(node, 5)
