@@ -198,4 +198,4 @@ class Supervisor:
 
 
 def run_up(settings: Settings, duration: float | None) -> int:
-    return Supervisor(settings, duration, Console(stderr=False)).run()
+    return Supervisor(settings, duration, Console(stderr=False, soft_wrap=True)).run()
