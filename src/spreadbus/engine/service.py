@@ -1,0 +1,373 @@
+"""``spreadbus engine``: the QuantEngine service.
+
+The loop: read what is waiting on the configured symbols' streams (real and ghost) after the
+stored cursor, apply it (:class:`~spreadbus.engine.core.EngineCore`), write the batch's
+results and cursor together (:class:`~spreadbus.engine.writer.SnapshotWriter`), then spend a
+few milliseconds on deferred statistics; repeat. The next read is already on its way (on a
+connection of its own) while a batch is written and jobs run. ``channel:config`` (or a poll
+every 30 s, in case a message was missed) makes it re-read ``config:pairs`` and
+``config:alerts`` between two batches: a new pair's legs are warmed from history and read
+from their stream head, a removed pair's snapshot and a dropped symbol's cursor are deleted.
+
+Every heartbeat interval (at least 1 s) an ``engine stats`` event on ``channel:logs`` reports
+batch sizes, processing time, end-to-end latency (with a mergeable histogram), where the
+loop's time went, job (refit, ADF, ...) durations and the lag behind the stream heads
+(:mod:`spreadbus.engine.diagnostics`).
+
+If Redis goes away, the engine does not retry half-known writes: it waits for Redis and
+rebuilds its state from the stored cursor and the price series, exactly as a restart would,
+so every entry is still processed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Final
+
+from spreadbus.bus import keys
+from spreadbus.bus.codec import epoch_ms
+from spreadbus.bus.configstore import load_pairs, symbols_of
+from spreadbus.bus.connect import AsyncRedis, is_cluster
+from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
+from spreadbus.config import Settings
+from spreadbus.engine.consumer import (
+    StreamBatch,
+    StreamReader,
+    id_ms,
+    load_cursor,
+    plan_start,
+    reader_client,
+    stream_heads,
+)
+from spreadbus.engine.core import EngineCore, StreamPosition, WriteSet
+from spreadbus.engine.diagnostics import Report
+from spreadbus.engine.rulestore import load_rules
+from spreadbus.engine.warmstart import warm_bars
+from spreadbus.engine.writer import SnapshotWriter, WriteError, ensure_pair_series
+
+JOB_BUDGET_S: Final = 0.003  # deferred statistics per loop turn, at most about this long
+CONFIG_POLL_S: Final = 30.0
+
+
+def _worth_logging(total: int) -> bool:
+    """The first few occurrences, then at powers of two: visible, never a flood."""
+    return total <= 5 or total & (total - 1) == 0
+
+
+class QuantEngine:
+    name = "engine"
+
+    def __init__(self, settings: Settings, client: AsyncRedis, log: EventLog) -> None:
+        self.settings = settings
+        self.client = client
+        self.log = log
+        cluster = is_cluster(client)
+        self.read_client = reader_client(settings)
+        self.reader = StreamReader(self.read_client, grouped=cluster)
+        self.writer = SnapshotWriter(client, cluster)
+        self.core = EngineCore(settings.window)
+        self.pairs: list[str] = []
+        self.invalid_rules: dict[str, str] = {}
+        self.counters: Counter[str] = Counter()
+        self.report = Report()
+        self.last_report: dict[str, Any] = {}
+        self.warm_sources: dict[str, str] = {}
+        self._config_changed = asyncio.Event()
+        self.ready = asyncio.Event()  # set once the state is built (windows warm)
+        self._subscribed = asyncio.Event()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        # Listen before reading the configuration: a change announced while the state is being
+        # built is then applied right after, not missed until the next poll.
+        watcher = asyncio.create_task(self._watch_config(stop), name="engine-config")
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._subscribed.wait(), 5.0)
+            await self._start()
+            await self._loop(stop)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _start(self) -> None:
+        """Build the state from Redis: config, cursors, warm windows, alert states."""
+        await self.writer.prepare()
+        self.core = EngineCore(self.settings.window)
+        self.pairs = []
+        await self._apply_config(initial=True)
+        self.log.info(
+            "ready", pairs=len(self.pairs), symbols=len(self.core.symbols),
+            rules=len(self.core.alerts.rules), window=self.settings.window,
+            warm=dict(sorted(self.warm_sources.items())),
+        )  # fmt: skip
+        # Everything built so far (modules, warm windows) lives as long as the process: move
+        # it out of the collector's sight, so a full collection does not scan it mid-batch.
+        gc.freeze()
+        self.ready.set()
+
+    async def _recover(self, stop: asyncio.Event, error: BaseException) -> None:
+        """Redis went away: wait for it, then rebuild from what it stored."""
+        self.counters["recoveries"] += 1
+        self.log.warning(
+            "redis unavailable; will rebuild from the stored cursor", error=repr(error)
+        )
+        delay = 0.2
+        while not stop.is_set():
+            try:
+                await self.client.ping()
+                await self._start()
+                return
+            except REDIS_ERRORS:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 5.0)
+
+    # ---- the loop -------------------------------------------------------------------------
+    async def _loop(self, stop: asyncio.Event) -> None:
+        """Read, apply, write, repeat. The next read is sent as soon as a batch is applied, so
+        Redis prepares it while the batch is being written and deferred statistics run; a
+        read-ahead commits nothing, so a crash still resumes from the stored cursor."""
+        interval = max(1.0, self.settings.heartbeat_interval)
+        report_at = time.monotonic() + interval
+        poll_at = time.monotonic() + CONFIG_POLL_S
+        reading: asyncio.Task[StreamBatch] | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    if reading is None:
+                        reading = self._read_ahead()
+                    waited = time.perf_counter()
+                    batch = await reading
+                    reading = None
+                    self.report.add_phase("read", (time.perf_counter() - waited) * 1000.0)
+                    if self._config_changed.is_set() or time.monotonic() >= poll_at:
+                        self._config_changed.clear()
+                        poll_at = time.monotonic() + CONFIG_POLL_S
+                        await self._apply_config()
+                    out, entries, began = self._apply(batch)
+                    # the write goes out first: Redis answers in order, and latency counts
+                    # until the write is stored; the next read follows right behind it
+                    storing = asyncio.create_task(self._store(out, entries, began))
+                    reading = self._read_ahead()
+                    await storing
+                    self._run_jobs()
+                    if time.monotonic() >= report_at:
+                        await self._publish_report(interval)
+                        report_at = time.monotonic() + interval
+                except REDIS_ERRORS as exc:
+                    await _cancelled(reading)
+                    reading = None
+                    await self._recover(stop, exc)
+        finally:
+            await _cancelled(reading)
+
+    def _read_ahead(self) -> asyncio.Task[StreamBatch]:
+        core = self.core
+        positions = {stream: p.last_id for stream, p in core.positions.items()}
+        block = not (len(core.jobs) or core.has_pending_writes)
+        return asyncio.create_task(self.reader.read(positions, block), name="engine-read")
+
+    def _apply(self, batch: StreamBatch) -> tuple[WriteSet, int, float]:
+        """Ingest a read and advance the pairs; what to write, entries read, start time."""
+        began = time.perf_counter()
+        core = self.core
+        core.begin_batch()
+        entries = 0
+        for stream, items in batch:
+            core.ingest(stream, items, idle=len(items) < self.reader.count)
+            entries += len(items)
+        out = core.step(epoch_ms())
+        self.report.add_phase("apply", (time.perf_counter() - began) * 1000.0)
+        return out, entries, began
+
+    async def _store(self, out: WriteSet, entries: int, began: float) -> None:
+        written = time.perf_counter()
+        if out:
+            try:
+                await self.writer.write(out)
+            except WriteError as exc:  # stored, except the commands Redis refused
+                self.counters["write_errors"] += 1
+                if _worth_logging(self.counters["write_errors"]):
+                    self.log.error("write partly refused", error=str(exc))
+        stored = time.perf_counter()
+        report = self.report
+        report.add_phase("write", (stored - written) * 1000.0)
+        report.add_latencies(epoch_ms(), out.recv_ms)
+        if entries:
+            report.add_batch(entries, (stored - began) * 1000.0)
+        self._log_bad_entries()
+
+    def _run_jobs(self) -> None:
+        if len(self.core.jobs):
+            began = time.perf_counter()
+            self.core.run_jobs(JOB_BUDGET_S)
+            self.report.add_phase("jobs", (time.perf_counter() - began) * 1000.0)
+
+    # ---- configuration --------------------------------------------------------------------
+    async def _apply_config(self, initial: bool = False) -> None:
+        core = self.core
+        pairs = await load_pairs(self.client, self.settings.pairs)
+        rules, invalid = await load_rules(self.client)
+        for rule_id, reason in invalid.items():
+            if self.invalid_rules.get(rule_id) != reason:
+                self.log.warning("invalid alert rule skipped", rule=rule_id, reason=reason)
+        self.invalid_rules = invalid
+        core.set_rules(rules)
+        if initial:
+            states: Any = await self.client.hgetall(keys.alert_state())
+            core.alerts.load_states(states)
+        wanted = symbols_of(pairs)
+        gone_pairs = [p for p in core.pairs if p not in pairs]
+        gone_symbols = [s for s in core.symbols if s not in wanted]
+        for pair in gone_pairs:
+            core.remove_pair(pair)
+        for symbol in gone_symbols:
+            core.remove_symbol(symbol)
+            self.warm_sources.pop(symbol, None)
+        await self.writer.forget(gone_pairs, gone_symbols, core.counts())
+        new_symbols = [s for s in wanted if s not in core.symbols]
+        await self._add_symbols(new_symbols)
+        new_pairs = [p for p in pairs if p not in core.pairs]
+        for pair in new_pairs:
+            await ensure_pair_series(self.client, pair)
+            core.add_pair(pair)
+        self.pairs = pairs
+        if not initial and (gone_pairs or new_pairs or gone_symbols or new_symbols):
+            self.log.info(
+                "pairs changed", pairs=len(pairs), added=new_pairs, removed=gone_pairs,
+                symbols_added=new_symbols, symbols_removed=gone_symbols,
+            )  # fmt: skip
+
+    async def _add_symbols(self, symbols: list[str]) -> None:
+        if not symbols:
+            return
+        streams = [k for s in symbols for k in (keys.tick_stream(s), keys.ghost_stream(s))]
+        saved = await load_cursor(self.client)
+        heads = await stream_heads(self.client, streams)
+        span = self.core.history_s
+        new_positions: dict[str, StreamPosition] = {}
+        for symbol in symbols:
+            real, ghost = keys.tick_stream(symbol), keys.ghost_stream(symbol)
+            start = plan_start(real, saved.get(real), heads.get(real))
+            if start.trimmed_after is not None:
+                self.counters["trimmed_gaps"] += 1
+                self.log.warning(
+                    "ticks trimmed before the engine read them; windows warmed from the price "
+                    "series instead", stream=real, cursor=start.trimmed_after,
+                    resume=start.position.last_id,
+                )  # fmt: skip
+            bars: list[tuple[int, float]] = []
+            last_ms = 0
+            source = "none"
+            if start.warm_until_ms is not None:
+                bars, last_ms, source = await warm_bars(
+                    self.client, symbol, start.warm_until_ms, span, self.settings.data_dir
+                )
+            self.warm_sources[symbol] = f"{source}:{len(bars)}"
+            self.core.add_symbol(symbol, bars, last_ms)
+            ghost_start = plan_start(ghost, saved.get(ghost), heads.get(ghost))
+            for stream, begin in ((real, start), (ghost, ghost_start)):
+                self.core.set_position(stream, begin.position)
+                if saved.get(stream) != begin.position:
+                    new_positions[stream] = begin.position
+        # A stream started at its head must keep that start: if the engine stopped before its
+        # first batch, starting again at the then newest id would skip what came in between.
+        await self.writer.save_positions(new_positions, self.core.counts())
+
+    async def _watch_config(self, stop: asyncio.Event) -> None:
+        """Follow ``channel:config``; the loop applies a change between two batches."""
+        while not stop.is_set():
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.subscribe(keys.CHANNEL_CONFIG)
+                self._subscribed.set()
+                while not stop.is_set():
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message is not None:
+                        self._config_changed.set()
+            except REDIS_ERRORS:
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    # ---- diagnostics ----------------------------------------------------------------------
+    def _log_bad_entries(self) -> None:
+        for bad in self.core.take_bad_entries():
+            if _worth_logging(self.core.bad):
+                self.log.warning(
+                    "bad stream entry skipped", stream=bad.stream, id=bad.entry_id,
+                    reason=bad.reason[:200], total=self.core.bad,
+                )  # fmt: skip
+
+    async def _publish_report(self, seconds: float) -> None:
+        summary = self.report.summary(seconds)
+        self.report = Report()
+        core = self.core
+        streams = list(core.positions)
+        heads = await stream_heads(self.client, streams)
+        lag = {
+            stream: id_ms(heads[stream].last_id) - id_ms(position.last_id)
+            for stream, position in core.positions.items()
+            if stream in heads and position.last_id != "0-0"
+        }
+        jobs = {
+            kind: {"runs": s.runs, "mean_ms": round(s.total_ms / s.runs, 3),
+                   "max_ms": round(s.max_ms, 3)}
+            for kind, s in core.jobs.take_stats().items()
+        }  # fmt: skip
+        summary.update(
+            lag_ms=max(lag.values(), default=0),
+            lag_stream=max(lag, key=lambda k: lag[k]) if lag else "",
+            jobs=jobs,
+            jobs_waiting=len(core.jobs),
+            ticks_total=core.ticks,
+            bad_total=core.bad,
+        )
+        self.last_report = summary
+        if core.jobs.failures and _worth_logging(core.jobs.failures):
+            self.log.error("analytics job failed", error=core.jobs.last_error,
+                           total=core.jobs.failures)  # fmt: skip
+        self.log.info("engine stats", **summary)
+
+    def health(self) -> Mapping[str, Any]:
+        core = self.core
+        report = self.last_report
+        return {
+            "pairs": len(self.pairs),
+            "symbols": len(core.symbols),
+            "ticks": core.ticks,
+            "bad_entries": core.bad,
+            "alerts_fired": core.alerts.fired,
+            "alerts_suppressed": core.alerts.suppressed,
+            "rules": len(core.alerts.rules),
+            "rules_invalid": len(self.invalid_rules),
+            "jobs_waiting": len(core.jobs),
+            "job_failures": core.jobs.failures,
+            "lag_ms": report.get("lag_ms", 0),
+            "latency_ms_p50": report.get("latency_ms_p50", 0.0),
+            "latency_ms_p99": report.get("latency_ms_p99", 0.0),
+            "entries_per_s": report.get("entries_per_s", 0.0),
+            **self.counters,
+        }
+
+    async def close(self) -> None:
+        """The reading connection (the other one belongs to the lifecycle)."""
+        await self.read_client.aclose()
+
+
+async def _cancelled(task: asyncio.Task[StreamBatch] | None) -> None:
+    """Cancel an in-flight read (its entries were not applied: they will be read again)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def main(settings: Settings) -> int:
+    return run_service(QuantEngine, "engine", settings)
