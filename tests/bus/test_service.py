@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+import pytest
 import redis
 import redis.asyncio as aioredis
 
@@ -113,3 +114,62 @@ def test_check_without_redis_is_one_line(tmp_path: Any) -> None:
     )
     assert done.returncode == 1
     assert "no Redis" in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+class Stubborn(Sleeper):
+    """Ignores the stop signal and swallows its cancellation for three seconds: far longer
+    than the grace time (bounded only so the test's own event loop can close)."""
+
+    name = "stubborn"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        until = asyncio.get_running_loop().time() + 3
+        while asyncio.get_running_loop().time() < until:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                continue
+
+
+async def test_a_service_that_ignores_stop_is_abandoned_not_waited_for(
+    settings: Settings, aredis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spreadbus.bus import service as lifecycle
+
+    monkeypatch.setattr(lifecycle, "STOP_GRACE", 0.5)
+    task = asyncio.create_task(_lifecycle(Stubborn, "stubborn", settings))
+    for _ in range(100):
+        if await aredis.exists(keys.health("stubborn")):
+            break
+        await asyncio.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(task, 10) == 1  # reported as a failed stop, not a hang
+
+
+def test_a_stuck_service_process_still_exits(redis_url: str) -> None:
+    """A real process whose work ignores SIGTERM and cancellation must still exit."""
+    script = (
+        "import asyncio, sys\n"
+        "from spreadbus.bus import service\n"
+        "from spreadbus.config import Settings\n"
+        "service.STOP_GRACE = 0.5\n"
+        "class Stuck:\n"
+        "    name = 'stuck'\n"
+        "    def __init__(self, *a): pass\n"
+        "    async def run(self, stop):\n"
+        "        while True:\n"
+        "            try:\n"
+        "                await asyncio.sleep(0.05)\n"
+        "            except asyncio.CancelledError:\n"
+        "                pass\n"
+        "    def health(self): return {}\n"
+        "    async def close(self): pass\n"
+        f"sys.exit(service.run_service(Stuck, 'stuck', Settings(redis_url={redis_url!r})))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    time.sleep(3)  # started and beating
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 1
+    assert process.stderr is not None
+    assert b"did not stop in time" in process.stderr.read()
+    process.stderr.close()

@@ -33,6 +33,7 @@ from spreadbus.config import Settings
 
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 LOG_QUEUE_LIMIT = 10_000
+STOP_GRACE = 15.0  # seconds a service gets to finish after the stop signal
 
 
 class EventLog:
@@ -256,12 +257,15 @@ async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> 
         await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
         stop.set()
         stopper.cancel()
-        try:
-            await asyncio.wait_for(work, timeout=15)
-        except TimeoutError:
-            log.error("did not stop within 15 s; cancelled")
+        # asyncio.wait, not wait_for: wait_for would wait forever for a task that swallows its
+        # cancellation; here a service that ignores the stop is abandoned after the grace time.
+        await asyncio.wait({work}, timeout=STOP_GRACE)
+        if not work.done():
+            log.error("did not stop in time; abandoned", grace_s=STOP_GRACE)
+            work.cancel()
+            await asyncio.wait({work}, timeout=1)
             code = 1
-        except Exception as exc:
+        elif not work.cancelled() and (exc := work.exception()) is not None:
             log.error("crashed", error=repr(exc), exc_info=exc)
             code = 1
     finally:
@@ -284,10 +288,25 @@ async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> 
 
 def run_service(factory: ServiceFactory, name: str, settings: Settings) -> int:
     """Run a service in this process until it stops; returns the process exit code."""
+    loop = asyncio.new_event_loop()
     try:
-        return asyncio.run(_lifecycle(factory, name, settings))
+        code = loop.run_until_complete(_lifecycle(factory, name, settings))
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    # asyncio.run() would wait forever for a task that swallows its cancellation; give the
+    # leftovers a bounded chance, then leave without them.
+    leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        loop.run_until_complete(asyncio.wait(leftovers, timeout=2))
+    if any(not task.done() for task in leftovers):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code or 1)
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+    return code
 
 
 def check_health(name: str, settings: Settings) -> tuple[bool, str]:

@@ -89,7 +89,7 @@ async def ensure_symbol_series(client: AsyncRedis, symbol: str) -> None:
     """Create the price series, candle sources, candles and rules of a symbol if missing.
 
     Must run before the symbol's first tick: a compaction rule only sees samples added after it
-    exists, and TS.MADD into a missing key would create it with the BLOCK duplicate policy.
+    exists, and TS.MADD into a missing key fails.
     """
     price = keys.price_series(symbol)
     await _create(client, price, PRICE_RETENTION_MS, "LAST", symbol, "price")
