@@ -265,8 +265,8 @@ async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> 
             work.cancel()
             await asyncio.wait({work}, timeout=1)
             code = 1
-        elif not work.cancelled() and (exc := work.exception()) is not None:
-            log.error("crashed", error=repr(exc), exc_info=exc)
+        elif not work.cancelled() and (failure := work.exception()) is not None:
+            log.error("crashed", error=repr(failure), exc_info=failure)
             code = 1
     finally:
         for task in tasks:
