@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     # Services
     web_host: str = Field("127.0.0.1", description="Dashboard/API bind address")
     web_port: int = Field(8050, ge=1, le=65535, description="Dashboard/API port")
+    web_password: str | None = Field(
+        None,
+        repr=False,
+        min_length=1,
+        description="HTTP Basic auth password; required when web_host is not a loopback address",
+    )
     heartbeat_interval: float = Field(2.0, gt=0, description="Seconds between heartbeats")
     stream_retention: float = Field(300.0, gt=0, description="Tick stream retention (s)")
     window: int = Field(300, ge=20, description="Engine rolling window (1 s bars)")

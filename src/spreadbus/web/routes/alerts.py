@@ -1,0 +1,106 @@
+"""``/api/alerts``: recent alert events, and the alert rules (``config:alerts``) to edit.
+
+Rules are validated by the engine's own :func:`~spreadbus.engine.alerts.validate_rule`, and
+every write is announced on ``channel:config`` (:mod:`spreadbus.engine.rulestore`), so the
+engine applies it without a restart.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Body, HTTPException, Query, Response
+from pydantic import BaseModel
+
+from spreadbus.bus import keys
+from spreadbus.bus.codec import Alert, CodecError, alert_from_json
+from spreadbus.engine.alerts import RULE_ID_RE, Rule, RuleError
+from spreadbus.engine.rulestore import delete_rule, load_rules, put_rule
+from spreadbus.web.deps import Client
+
+MAX_RECENT: Final = 500
+RULE_EXAMPLE: Final = {
+    "metric": "zscore", "op": "abs>", "threshold": 2.5, "pair": "ETHUSDT/BTCUSDT",
+    "cooldown_s": 60, "hysteresis": 0.5, "message": "spread beyond 2.5 sigma",
+}  # fmt: skip
+
+router = APIRouter(tags=["alerts"])
+
+
+class AlertEvent(BaseModel):
+    rule_id: str
+    pair: str
+    metric: str
+    op: str
+    value: float
+    threshold: float
+    time_ms: int
+    message: str = ""
+
+
+class Alerts(BaseModel):
+    alerts: list[AlertEvent]  # newest first
+
+
+class Rules(BaseModel):
+    rules: list[Rule]
+    invalid: dict[str, str]  # rule id -> why the stored entry is not a usable rule
+
+
+def _event(alert: Alert) -> AlertEvent:
+    return AlertEvent(
+        rule_id=alert.rule_id, pair=alert.pair, metric=alert.metric, op=alert.op,
+        value=alert.value, threshold=alert.threshold, time_ms=alert.time_ms,
+        message=alert.message,
+    )  # fmt: skip
+
+
+def _rule_id(rule_id: str) -> str:
+    if not RULE_ID_RE.match(rule_id):
+        raise HTTPException(422, detail="rule id must be 1-64 letters, digits or _ . : -")
+    return rule_id
+
+
+@router.get("/alerts", response_model=Alerts)
+async def recent_alerts(
+    client: Client, limit: Annotated[int, Query(ge=1, le=MAX_RECENT)] = 100
+) -> Alerts:
+    """The latest alert events the engine sent, newest first."""
+    raw: list[bytes] = await client.lrange(keys.recent_alerts(), 0, limit - 1)
+    events: list[AlertEvent] = []
+    for item in raw:
+        try:
+            events.append(_event(alert_from_json(item)))
+        except CodecError:
+            continue
+    return Alerts(alerts=events)
+
+
+@router.get("/alerts/rules", response_model=Rules)
+async def rules(client: Client) -> Rules:
+    """Every alert rule. Until the engine has run once (it seeds the default rules), none."""
+    valid, invalid = await load_rules(client, seed=False)  # a GET never writes
+    return Rules(rules=valid, invalid=invalid)
+
+
+@router.put("/alerts/rules/{rule_id}", response_model=Rule)
+async def put_alert_rule(
+    rule_id: str,
+    client: Client,
+    rule: Annotated[dict[str, Any], Body(openapi_examples={"zscore": {"value": RULE_EXAMPLE}})],
+) -> Rule:
+    """Create or replace a rule: ``metric``, ``op`` (``>``, ``<``, ``>=``, ``<=``, ``abs>``),
+    ``threshold``, optional ``pair`` (``*``, ``Y/X`` or a symbol), ``cooldown_s``,
+    ``hysteresis``, ``message``. 422 says what is wrong with it."""
+    try:
+        return await put_rule(client, rule, _rule_id(rule_id))
+    except RuleError as exc:
+        raise HTTPException(422, detail=str(exc)) from None
+
+
+@router.delete("/alerts/rules/{rule_id}", status_code=204, response_class=Response)
+async def delete_alert_rule(rule_id: str, client: Client) -> Response:
+    """Remove a rule; 404 if there is none by that id."""
+    if not await delete_rule(client, _rule_id(rule_id)):
+        raise HTTPException(404, detail=f"no alert rule {rule_id!r}")
+    return Response(status_code=204)

@@ -1,0 +1,118 @@
+"""``/api/symbols/{symbol}``: a symbol's snapshot, its 1-minute candles, its latest ticks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response
+from pydantic import BaseModel
+
+from spreadbus.bus import keys
+from spreadbus.bus.codec import CodecError, Tick, tick_from_fields
+from spreadbus.web.deps import Client
+from spreadbus.web.export import csv_response, iso_ms
+from spreadbus.web.fields import Scalar, number, typed_fields
+from spreadbus.web.names import SymbolName
+from spreadbus.web.series import align, read_window
+
+MAX_TICKS: Final = 10_000
+TICK_COLUMNS: Final = (
+    "stream_id", "symbol", "trade_id", "price", "qty", "side",
+    "trade_ts", "event_ts", "recv_ts", "source",
+)  # fmt: skip
+
+router = APIRouter(tags=["symbols"])
+
+
+class SymbolSnapshot(BaseModel):
+    symbol: str
+    fields: dict[str, Scalar]
+
+
+class Candle(BaseModel):
+    ts: int  # the minute's start, epoch ms
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
+    volume: float | None
+
+
+class Candles(BaseModel):
+    symbol: str
+    interval: Literal["1m"] = "1m"
+    candles: list[Candle]
+
+
+@router.get(
+    "/symbols/{symbol}/ohlc",
+    response_model=Candles,
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV"}},
+)
+async def ohlc(
+    name: SymbolName,
+    client: Client,
+    minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
+    fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> Candles | Response:
+    """The 1-minute candles of the last ``minutes`` up to the newest one, which is the
+    current minute's candle as far as it has traded (``TS.RANGE ... LATEST``)."""
+    series = {field: keys.candle_series(name, field) for field in keys.CANDLE_FIELDS}
+    window = await read_window(client, list(series.values()), minutes, latest=True)
+    if all(v is None for v in window.values()):
+        raise HTTPException(404, detail=f"no candles for {name}")
+    rows = align({field: window[key] for field, key in series.items()})
+    if fmt == "csv":
+        return csv_response(
+            ["ts_ms", "time", *keys.CANDLE_FIELDS],
+            ([ts, iso_ms(ts), *values] for ts, values in rows),
+            f"ohlc_{name}_1m.csv",
+        )
+    return Candles(symbol=name, candles=[_candle(ts, values) for ts, values in rows])
+
+
+def _candle(ts: int, values: list[bytes | None]) -> Candle:
+    first, high, low, close, volume = (None if v is None else number(v) for v in values)
+    return Candle(ts=ts, open=first, high=high, low=low, close=close, volume=volume)
+
+
+def _tick_row(stream_id: bytes, tick: Tick) -> list[object]:
+    return [
+        stream_id, tick.symbol, tick.trade_id, tick.price, tick.qty, tick.side,
+        tick.trade_ts, tick.event_ts, f"{tick.recv_ts:.3f}", tick.source,
+    ]  # fmt: skip
+
+
+@router.get("/symbols/{symbol}/ticks.csv", response_class=Response)
+async def ticks_csv(
+    name: SymbolName,
+    client: Client,
+    limit: Annotated[int, Query(ge=1, le=MAX_TICKS)] = 1000,
+    venue: Literal["real", "ghost"] = "real",
+) -> Response:
+    """The latest ``limit`` ticks of the stream, oldest first, prices and quantities in the
+    exchange's exact decimal text."""
+    key = keys.tick_stream(name) if venue == "real" else keys.ghost_stream(name)
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.exists(key)
+        pipe.xrevrange(key, "+", "-", count=limit)
+        exists, entries = await pipe.execute()
+    if not exists:
+        raise HTTPException(404, detail=f"no {venue} tick stream for {name}")
+    rows: list[list[object]] = []
+    for stream_id, fields in reversed(entries):
+        try:
+            rows.append(_tick_row(stream_id, tick_from_fields(fields)))
+        except CodecError:
+            continue  # not a tick: the gateway never writes one, skip what someone else did
+    return csv_response(TICK_COLUMNS, rows, f"ticks_{name}_{venue}.csv")
+
+
+@router.get("/symbols/{symbol}", response_model=SymbolSnapshot)
+async def symbol_snapshot(name: SymbolName, client: Client) -> SymbolSnapshot:
+    """The symbol's latest snapshot (``state:analytics:{SYMBOL}``): last price, tick rate,
+    latencies, ghost basis, source."""
+    raw: Any = await client.hgetall(keys.analytics_state(name))
+    if not raw:
+        raise HTTPException(404, detail=f"no snapshot for symbol {name}")
+    return SymbolSnapshot(symbol=name, fields=typed_fields(raw))
