@@ -27,32 +27,13 @@ RULE_EXAMPLE: Final = {
 router = APIRouter(tags=["alerts"])
 
 
-class AlertEvent(BaseModel):
-    rule_id: str
-    pair: str
-    metric: str
-    op: str
-    value: float
-    threshold: float
-    time_ms: int
-    message: str = ""
-
-
 class Alerts(BaseModel):
-    alerts: list[AlertEvent]  # newest first
+    alerts: list[Alert]  # the bus's own Alert (a dataclass pydantic validates); newest first
 
 
 class Rules(BaseModel):
     rules: list[Rule]
     invalid: dict[str, str]  # rule id -> why the stored entry is not a usable rule
-
-
-def _event(alert: Alert) -> AlertEvent:
-    return AlertEvent(
-        rule_id=alert.rule_id, pair=alert.pair, metric=alert.metric, op=alert.op,
-        value=alert.value, threshold=alert.threshold, time_ms=alert.time_ms,
-        message=alert.message,
-    )  # fmt: skip
 
 
 def _rule_id(rule_id: str) -> str:
@@ -67,10 +48,10 @@ async def recent_alerts(
 ) -> Alerts:
     """The latest alert events the engine sent, newest first."""
     raw: list[bytes] = await client.lrange(keys.recent_alerts(), 0, limit - 1)
-    events: list[AlertEvent] = []
+    events: list[Alert] = []
     for item in raw:
         try:
-            events.append(_event(alert_from_json(item)))
+            events.append(alert_from_json(item))
         except CodecError:
             continue
     return Alerts(alerts=events)
