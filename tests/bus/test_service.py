@@ -173,3 +173,34 @@ def test_a_stuck_service_process_still_exits(redis_url: str) -> None:
     assert process.stderr is not None
     assert b"did not stop in time" in process.stderr.read()
     process.stderr.close()
+
+
+def test_a_service_whose_close_hangs_is_ended_by_force(redis_url: str) -> None:
+    """close() that never returns and swallows cancellation defeats every bounded step; the
+    last-resort timer must still end the process."""
+    script = (
+        "import asyncio, sys\n"
+        "from spreadbus.bus import service\n"
+        "from spreadbus.config import Settings\n"
+        "service.STOP_GRACE = 0.3\n"
+        "service.HARD_EXIT_AFTER = 1.0\n"
+        "class Hangs:\n"
+        "    name = 'hangs'\n"
+        "    def __init__(self, *a): pass\n"
+        "    async def run(self, stop): await stop.wait()\n"
+        "    def health(self): return {}\n"
+        "    async def close(self):\n"
+        "        while True:\n"
+        "            try:\n"
+        "                await asyncio.sleep(0.05)\n"
+        "            except asyncio.CancelledError:\n"
+        "                pass\n"
+        f"sys.exit(service.run_service(Hangs, 'hangs', Settings(redis_url={redis_url!r})))\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 1
+    assert process.stderr is not None
+    assert b"exiting by force" in process.stderr.read()
+    process.stderr.close()

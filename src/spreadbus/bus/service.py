@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -34,6 +35,36 @@ from spreadbus.config import Settings
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 LOG_QUEUE_LIMIT = 10_000
 STOP_GRACE = 15.0  # seconds a service gets to finish after the stop signal
+CLEANUP_STEP = 2.0  # seconds each cleanup step (close, last log flush) may take
+HARD_EXIT_AFTER = 30.0  # after a stop request, the process exits by force past this many s
+
+
+class StopRequest:
+    """The stop of one lifecycle. Requesting it also arms a last-resort timer that ends the
+    process if the lifecycle has not finished by then: whatever the event loop is stuck on, a
+    stopped service stops. A lifecycle that finishes disarms it."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._timer: threading.Timer | None = None
+
+    def request(self) -> None:
+        if self.event.is_set():
+            return
+        self.event.set()
+        self._timer = threading.Timer(STOP_GRACE + HARD_EXIT_AFTER, _hard_exit)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _hard_exit() -> None:
+    sys.stderr.write("spreadbus: stop did not complete in time; exiting by force\n")
+    sys.stderr.flush()
+    os._exit(1)
 
 
 class EventLog:
@@ -232,15 +263,17 @@ async def _heartbeat(
 async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> int:
     publisher = configure_logging(name, settings.log_level, settings.console_level)
     log = EventLog(name)
-    stop = asyncio.Event()
+    stop_request = StopRequest()
+    stop = stop_request.event
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stop_request.request)
     started_ms = int(time.time() * 1000)
     try:
         client = await _connect_when_ready(settings, log, stop)
     except RedisUnavailableError as exc:
         print(f"spreadbus {name}: {exc}", file=sys.stderr)
+        stop_request.disarm()
         return 1
     service: Service | None = None
     tasks: list[asyncio.Task[None]] = []
@@ -255,7 +288,7 @@ async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> 
         work = asyncio.create_task(service.run(stop), name=f"{name}-main")
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stop.set()
+        stop_request.request()
         stopper.cancel()
         # asyncio.wait, not wait_for: wait_for would wait forever for a task that swallows its
         # cancellation; here a service that ignores the stop is abandoned after the grace time.
@@ -269,20 +302,25 @@ async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> 
             log.error("crashed", error=repr(failure), exc_info=failure)
             code = 1
     finally:
+        # Every step is bounded: with Redis gone, a cancelled client call or a close can
+        # otherwise wait forever, and a stopping service must stop.
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLEANUP_STEP)
         if service is not None:
             try:
-                await service.close()
+                await asyncio.wait_for(service.close(), STOP_GRACE)
             except Exception as exc:
                 log.error("close failed", error=repr(exc))
-        with contextlib.suppress(*REDIS_ERRORS):
-            await client.delete(keys.health(name))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.delete(keys.health(name)), CLEANUP_STEP)
         log.info("stopped", code=code)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(publisher.flush_to(client), 2)
-        await client.aclose()
+            await asyncio.wait_for(publisher.flush_to(client), CLEANUP_STEP)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.aclose(), CLEANUP_STEP)
+        stop_request.disarm()
     return code
 
 
