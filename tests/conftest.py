@@ -9,6 +9,7 @@ subscribe before they act and filter by what they produced.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,7 +21,7 @@ import redis.asyncio as aioredis
 
 from spreadbus.bus.embedded import EmbeddedRedis, binary, server_env, setup_runtime
 from spreadbus.config import Settings
-from spreadbus.proc import free_port, terminate
+from spreadbus.proc import free_port, port_is_free, terminate
 
 
 @pytest.fixture(scope="session")
@@ -73,13 +74,25 @@ async def aredis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await client.aclose()
 
 
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus ports (port + 10000) are free too, and valid: Redis refuses
+    a cluster node above port 55535."""
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = rng.randint(20_000, 55_535)
+        if port not in ports and port_is_free(port) and port_is_free(port + 10_000):
+            ports.append(port)
+    return ports
+
+
 @pytest.fixture(scope="session")
 def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real three-primary Redis Cluster (the bundled server, cluster mode, timeseries loaded)
     on loopback, for the code paths that must stay inside one slot."""
     setup_runtime(say=lambda _: None)
     root = tmp_path_factory.mktemp("cluster")
-    ports = [free_port() for _ in range(3)]
+    ports = _cluster_ports(3)
     module = binary("redis-server").parent.parent / "lib" / "redistimeseries.so"
     nodes = []
     for port in ports:
@@ -90,13 +103,15 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--save", "", "--appendonly", "no", "--loadmodule", str(module),
         ]  # fmt: skip
-        nodes.append(
-            subprocess.Popen(argv, cwd=folder, env=server_env(), stdout=subprocess.DEVNULL)
-        )
+        with (folder / "node.log").open("w") as log:
+            nodes.append(subprocess.Popen(argv, cwd=folder, env=server_env(), stdout=log))
     try:
-        for port in ports:
-            client = redis.Redis(port=port)
-            for _ in range(100):
+        for port, node in zip(ports, nodes, strict=True):
+            client = redis.Redis(port=port, socket_connect_timeout=1)
+            for _ in range(200):
+                if node.poll() is not None:  # died: say why at once instead of waiting
+                    lines = (root / str(port) / "node.log").read_text().splitlines()
+                    raise RuntimeError(f"cluster node {port} exited: {lines[-1:]}")
                 try:
                     client.ping()
                     break
