@@ -32,7 +32,7 @@ def discover() -> list[str]:
 
 def main(names: Sequence[str] = ()) -> int:
     selected = list(names) or discover()
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 160)
     rows: list[dict[str, object]] = []
     for name in selected:
         console.print(f"[bold]bench {name}[/] ...")
