@@ -101,7 +101,7 @@ class Supervisor:
                 self._start(child, env)
             if "web" in self.children:
                 host, port = self.settings.web_host, self.settings.web_port
-                self.say(f"[bold green]dashboard http://{host}:{port}[/]")
+                self.say(f"[bold green]web      http://{host}:{port}  (API: /api/docs)[/]")
             self.say(f"data     {self.settings.data_dir.resolve()}  (Ctrl-C stops)")
             self._status_client = connect_sync(self.settings, url)
             self._watch(env)
