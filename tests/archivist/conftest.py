@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,8 @@ import redis
 from spreadbus.archivist.service import Archivist
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Tick, tick_to_fields
-from spreadbus.bus.connect import connect
-from spreadbus.bus.service import EventLog
 from spreadbus.config import Settings
+from spreadbus.testing.services import running_service
 
 # 2026-11-21 23:58:00 UTC: two minutes before midnight, so ticks span two dates.
 BASE_MS = 1795305480000
@@ -136,22 +135,9 @@ def archive_settings(settings: Settings, **changes: Any) -> Settings:
     return Settings(**values)
 
 
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Archivist]:
+def running(settings: Settings) -> contextlib.AbstractAsyncContextManager[Archivist]:
     """The Archivist running in this event loop until the block ends (clean stop)."""
-    client = connect(settings)
-    service = Archivist(settings, client, EventLog("archivist"))
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        yield service
-    finally:
-        stop.set()
-        try:
-            await asyncio.wait_for(task, 20)
-        finally:
-            await service.close()
-            await client.aclose()
+    return running_service(Archivist, settings)
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,14 +21,14 @@ import pandas as pd
 from spreadbus import analytics as an
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Tick, tick_to_fields
-from spreadbus.bus.connect import AsyncRedis, connect
-from spreadbus.bus.service import EventLog
+from spreadbus.bus.connect import AsyncRedis
 from spreadbus.bus.ticks import SymbolBatch, TickWriter
 from spreadbus.config import Settings
 from spreadbus.engine import pairstate
 from spreadbus.engine.service import QuantEngine
 from spreadbus.gateway.ghost import GhostConfig, GhostVenue
 from spreadbus.gateway.sim import SimConfig, SimMarket
+from spreadbus.testing.services import running_service
 
 START_MS = 1_795_314_900_000  # a whole second, 2026-11-22
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -208,17 +208,6 @@ async def eventually(
     raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
-@contextlib.asynccontextmanager
-async def running_engine(settings: Settings) -> AsyncIterator[QuantEngine]:
+def running_engine(settings: Settings) -> contextlib.AbstractAsyncContextManager[QuantEngine]:
     """The engine in this event loop, on its own connection, stopped on exit."""
-    client = connect(settings)
-    engine = QuantEngine(settings, client, EventLog("engine"))
-    stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
-    try:
-        yield engine
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-        await engine.close()
-        await client.aclose()
+    return running_service(QuantEngine, settings, stop_timeout=15)

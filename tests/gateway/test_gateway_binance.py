@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
@@ -18,11 +18,11 @@ import redis.asyncio as aioredis
 from spreadbus.bus import keys
 from spreadbus.bus.codec import tick_from_fields
 from spreadbus.bus.configstore import set_pairs
-from spreadbus.bus.service import EventLog
 from spreadbus.config import Settings
 from spreadbus.gateway.service import Gateway
 from spreadbus.proc import free_port
 from spreadbus.testing.binance_server import BinanceServer
+from spreadbus.testing.services import running_service
 
 pytestmark = pytest.mark.slow
 
@@ -36,19 +36,12 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0)
         await asyncio.sleep(0.05)
 
 
-@asynccontextmanager
-async def running_gateway(
+def running_gateway(
     settings: Settings, client: aioredis.Redis, **overrides: Any
-) -> AsyncIterator[Gateway]:
-    gateway = Gateway(settings.model_copy(update=overrides), client, EventLog("gateway"))
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop))
-    try:
-        yield gateway
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
-        await gateway.close()
+) -> AbstractAsyncContextManager[Gateway]:
+    return running_service(
+        Gateway, settings.model_copy(update=overrides), client=client, stop_timeout=15
+    )
 
 
 def binance_settings(settings: Settings, server: BinanceServer, **extra: Any) -> dict[str, Any]:
