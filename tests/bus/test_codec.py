@@ -43,7 +43,7 @@ def test_tick_stream_fields_round_trip(tick: Tick) -> None:
     as_bytes = {k.encode(): v.encode() for k, v in fields.items()}
     assert tick_from_fields(as_bytes) == tick
     assert tick_from_fields(fields) == tick
-    assert dict(zip(TICK_FIELDS, tick_row(tick), strict=True)) == fields
+    assert tick_from_fields(dict(zip(TICK_FIELDS, tick_row(tick), strict=True))) == tick
 
 
 @given(ticks)

@@ -64,6 +64,37 @@ async def test_candles_equal_candles_of_the_raw_ticks(
     assert got["volume"].tolist() == pytest.approx(want["volume"].tolist(), rel=1e-9)
 
 
+async def test_one_call_carries_many_symbols_and_each_gets_its_own_candles(
+    aredis: aioredis.Redis,
+) -> None:
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+    ticks = {s: make_ticks(s, 800, seed=i) for i, s in enumerate(symbols)}
+    writer = TickWriter(aredis)
+    await writer.prepare(symbols)
+    for start in range(0, 800, 53):
+        result = await writer.write(
+            {s: SymbolBatch(t[start : start + 53], []) for s, t in ticks.items()}
+        )
+        assert result.added == sum(len(t[start : start + 53]) for t in ticks.values())
+    for symbol, sent in ticks.items():
+        got, want = await read_candles(aredis, symbol), candles_from_ticks(sent)
+        assert got[["open", "high", "low", "close"]].equals(want[["open", "high", "low", "close"]])
+        assert got["volume"].tolist() == pytest.approx(want["volume"].tolist(), rel=1e-9)
+
+
+async def test_raw_price_series_holds_the_last_trade_of_each_millisecond(
+    aredis: aioredis.Redis,
+) -> None:
+    ticks = make_ticks("BTCUSDT", 1000, seed=7)
+    writer = TickWriter(aredis)
+    await writer.prepare(["BTCUSDT"])
+    for start in range(0, len(ticks), 41):
+        await writer.write({"BTCUSDT": SymbolBatch(ticks[start : start + 41], [])})
+    rows = await aredis.execute_command("TS.RANGE", keys.price_series("BTCUSDT"), "-", "+")
+    last_of_ms = {t.trade_ts: float(t.price) for t in ticks}  # later trades overwrite
+    assert {int(ts): float(v) for ts, v in rows} == last_of_ms
+
+
 async def test_replaying_ticks_does_not_double_count(aredis: aioredis.Redis) -> None:
     ticks = make_ticks("ETHUSDT", 500, seed=1)
     writer = TickWriter(aredis)

@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Final
+from itertools import chain
+from typing import Any, Final
 
+import hiredis
+import redis.asyncio as aioredis
 import redis.exceptions
 
 from spreadbus.bus import keys
@@ -34,25 +37,14 @@ CANDLE_RULES: Final[dict[keys.CandleField, tuple[str, str]]] = {
 
 
 _FIELD_NAMES: Final = "\t".join(TICK_FIELDS).encode()
+# KEYS 3..7 of a symbol in the function call: the price series (close) first
+_SOURCE_ORDER: Final[tuple[keys.CandleField, ...]] = ("close", "open", "high", "low", "volume")
 
 
 def tick_row(tick: Tick) -> list[str]:
-    """A tick's field values as text, in :data:`TICK_FIELDS` order (what the function XADDs)."""
-    return tick_line(tick).split("\t")
-
-
-def tick_line(tick: Tick) -> str:
-    """The tick as one tab-separated line of :data:`TICK_FIELDS` values, the form the Lua
-    function parses. Values never hold a tab or newline: symbols, sides and sources are
-    validated names, prices and quantities validated decimals, the rest integers."""
-    return (
-        f"{tick.symbol}\t{tick.trade_id}\t{tick.price}\t{tick.qty}\t{tick.side}\t"
-        f"{tick.trade_ts}\t{tick.event_ts}\t{tick.recv_ts:.3f}\t{tick.source}"
-    )
-
-
-def _block(ticks: Sequence[Tick]) -> bytes:
-    return "\n".join(map(tick_line, ticks)).encode()
+    """A tick's field values as Redis stores them, in :data:`TICK_FIELDS` order: ``str`` of
+    each value, which is how hiredis packs numbers (floats by their shortest repr)."""
+    return [str(value) for value in tick]
 
 
 @dataclass(slots=True)
@@ -70,6 +62,26 @@ class SymbolBatch:
     ghosts: list[Tick]
     cut_ms: int | None = None  # trim real entries below this trade time
     ghost_cut_ms: int | None = None  # trim ghost entries below this wall-clock time
+
+
+def _call_arguments(group: Sequence[tuple[str, SymbolBatch]]) -> list[str | bytes | int | float]:
+    """``numkeys, keys..., args...`` of one :data:`FUNCTION_NAME` call for these symbols.
+
+    A tick is a tuple in :data:`TICK_FIELDS` order, so its values go in as they are
+    (``chain.from_iterable`` flattens in C) and hiredis turns the numbers into text."""
+    names: list[str | bytes | int | float] = [7 * len(group)]
+    values: list[str | bytes | int | float] = [_FIELD_NAMES]
+    for symbol, batch in group:
+        names.append(keys.tick_stream(symbol))
+        names.append(keys.ghost_stream(symbol))
+        names.extend(keys.candle_source_series(symbol, field) for field in _SOURCE_ORDER)
+        values.append(len(batch.ticks))
+        values.append(len(batch.ghosts))
+        values.append("" if batch.cut_ms is None else batch.cut_ms)
+        values.append("" if batch.ghost_cut_ms is None else batch.ghost_cut_ms)
+        values.extend(chain.from_iterable(batch.ticks))
+        values.extend(chain.from_iterable(batch.ghosts))
+    return names + values
 
 
 def function_code() -> str:
@@ -163,7 +175,8 @@ async def last_trades(client: AsyncRedis, symbols: Sequence[str]) -> dict[str, t
 
 
 class TickWriter:
-    """Publishes batches of real and ghost ticks, one FCALL per symbol, pipelined."""
+    """Publishes a flush of real and ghost ticks: one FCALL on a single node, one per symbol
+    (pipelined) on Redis Cluster."""
 
     def __init__(self, client: AsyncRedis) -> None:
         self.client = client
@@ -182,19 +195,15 @@ class TickWriter:
             if symbol not in self.prepared:
                 await ensure_symbol_series(self.client, symbol)
                 self.prepared.add(symbol)
+        if is_cluster(self.client):
+            # every symbol's keys live in a slot of their own: one call per symbol, pipelined
+            async with self.client.pipeline(transaction=False) as pipe:
+                for item in batches.items():
+                    pipe.execute_command("FCALL", FUNCTION_NAME, *_call_arguments([item]))
+                replies = await pipe.execute(raise_on_error=False)
+        else:
+            replies = [await self._call_single_node(_call_arguments(list(batches.items())))]
         result = WriteResult()
-        async with self.client.pipeline(transaction=False) as pipe:
-            for symbol, batch in batches.items():
-                pipe.execute_command(
-                    "FCALL", FUNCTION_NAME, 7,
-                    keys.tick_stream(symbol), keys.ghost_stream(symbol),
-                    *(keys.candle_source_series(symbol, f) for f in
-                      ("close", "open", "high", "low", "volume")),
-                    _FIELD_NAMES, _block(batch.ticks), _block(batch.ghosts),
-                    "" if batch.cut_ms is None else str(batch.cut_ms),
-                    "" if batch.ghost_cut_ms is None else str(batch.ghost_cut_ms),
-                )  # fmt: skip
-            replies = await pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, redis.exceptions.ResponseError):
                 if "Function not found" in str(reply) or "No matching library" in str(reply):
@@ -205,3 +214,27 @@ class TickWriter:
             result.duplicates += duplicates
             result.ghosts += ghosts
         return result
+
+    async def _call_single_node(self, arguments: list[str | bytes | int | float]) -> object:
+        """One FCALL carrying the whole flush, packed by hiredis.
+
+        redis-py's asyncio client packs a command in Python by re-joining a growing buffer for
+        each argument; for a flush of 50 symbols (550 arguments) that took 0.8 ms of the
+        gateway's time, against 0.09 ms for ``hiredis.pack_command``.
+        """
+        assert isinstance(self.client, aioredis.Redis)
+        pool = self.client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        # hiredis's stub types the argument as a 1-tuple; any length is accepted
+        command: Any = ("FCALL", FUNCTION_NAME, *arguments)
+        try:
+            await connection.send_packed_command(hiredis.pack_command(command), check_health=False)
+            try:
+                return await connection.read_response()
+            except redis.exceptions.ResponseError as exc:
+                return exc
+        except BaseException:
+            await connection.disconnect()  # a reply may still be on its way: never reuse it
+            raise
+        finally:
+            await pool.release(connection)

@@ -29,9 +29,11 @@ GapListener = Callable[[str, int, int], None]  # symbol, first missing id, last 
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
     max_delay_ms: float = 2.0  # a tick waits at most this long before its batch is written
+    min_delay_ms: float = 0.5  # ... and at least this long, so batches are not single ticks
     max_batch: int = 20_000  # ... or until this many ticks are waiting
     max_buffer: int = 500_000  # bound on ticks held while Redis is unreachable
     retention_ms: int = 300_000  # stream trimming (MINID ~)
+    trim_every_ms: int = 1_000  # a symbol's streams are trimmed at most this often
     track_gaps: bool = True  # trade ids are consecutive per symbol (Binance ids)
 
 
@@ -60,6 +62,7 @@ class Ingest:
         self.on_gap: GapListener | None = None
         self._pending: dict[str, list[Tick]] = defaultdict(list)
         self._held: dict[str, list[Tick]] = {}  # symbols waiting for a gap back-fill
+        self._trimmed_at: dict[str, float] = {}  # symbol -> wall-clock ms of its last trim
         self._buffered = 0
         self._first_pending_at = 0.0
         self._wake = asyncio.Event()
@@ -170,18 +173,24 @@ class Ingest:
 
     def _take(self, now_ms: float) -> dict[str, SymbolBatch]:
         batches: dict[str, SymbolBatch] = {}
-        ghost_cut = int(now_ms) - self.config.retention_ms
         for symbol, ticks in self._pending.items():
             if ticks:
-                cut = ticks[-1].trade_ts - self.config.retention_ms
-                batches[symbol] = SymbolBatch(ticks, [], cut, ghost_cut)
+                batches[symbol] = SymbolBatch(ticks, [])
         self._pending = defaultdict(list)
         self._buffered = 0
         for ghost in self.ghost.due(now_ms):
             batch = batches.get(ghost.symbol)
             if batch is None:
-                batch = batches[ghost.symbol] = SymbolBatch([], [], None, ghost_cut)
+                batch = batches[ghost.symbol] = SymbolBatch([], [])
             batch.ghosts.append(ghost)
+        # Trimming costs Redis a few microseconds per stream and call, and MINID ~ only frees
+        # whole nodes anyway: once a second per symbol is plenty for a 5-minute retention.
+        for symbol, batch in batches.items():
+            if now_ms - self._trimmed_at.get(symbol, 0.0) >= self.config.trim_every_ms:
+                self._trimmed_at[symbol] = now_ms
+                batch.ghost_cut_ms = int(now_ms) - self.config.retention_ms
+                if batch.ticks:
+                    batch.cut_ms = batch.ticks[-1].trade_ts - self.config.retention_ms
         return batches
 
     def _put_back(self, batches: dict[str, SymbolBatch]) -> None:
@@ -201,6 +210,29 @@ class Ingest:
         if self.ghost.pending:
             return max(0.0, (self.ghost.pending[0][0] - epoch_ms()) / 1000)
         return 0.25
+
+    async def _linger(self) -> None:
+        """Let a batch grow while the sources are busy, and no longer.
+
+        A batch goes out as soon as a turn of the event loop brings no new tick (the sources
+        are idle: waiting only adds latency), once it is ``max_delay_ms`` old, or once it
+        holds ``max_batch`` ticks; but not before ``min_delay_ms``, so that a trickle of ticks
+        does not become one Redis call per tick. While a write is in flight the next batch
+        builds up by itself, so under load batches grow and calls stay few."""
+        start = self._first_pending_at
+        earliest = start + self.config.min_delay_ms / 1000
+        latest = start + self.config.max_delay_ms / 1000
+        while self._buffered and self._buffered < self.config.max_batch:
+            now = time.monotonic()
+            if now >= latest:
+                return
+            if now < earliest:
+                await asyncio.sleep(earliest - now)
+                continue
+            before = self._buffered
+            await asyncio.sleep(0)
+            if self._buffered == before:
+                return
 
     async def flush(self) -> WriteResult | None:
         """Write everything waiting (and every ghost that is due) now."""
@@ -236,10 +268,8 @@ class Ingest:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._next_deadline())
             self._wake.clear()
-            if self._buffered and self._buffered < self.config.max_batch:
-                age = time.monotonic() - self._first_pending_at
-                if age < self.config.max_delay_ms / 1000:
-                    continue
+            if self._buffered:
+                await self._linger()
             try:
                 await self.flush()
             except REDIS_ERRORS as exc:

@@ -75,6 +75,9 @@ class Gateway:
         self.feed: BinanceFeed | None = None
         self.backfill: Backfiller | None = None
         self._rates: dict[str, tuple[float, int]] = {}
+        # latency percentiles per symbol, refreshed by the state loop (cost: sorting a window),
+        # read by the heartbeat, so no caller summarizes every symbol at once
+        self._latency_fields: dict[str, dict[str, float]] = {}
 
     async def _load_symbols(self) -> list[str]:
         self.pairs = await load_pairs(self.client, self.settings.pairs)
@@ -220,7 +223,8 @@ class Gateway:
 
     def _symbol_state(self, symbol: str, now: float) -> dict[FieldT, EncodableT]:
         state: dict[FieldT, EncodableT] = {}
-        state.update(self.ingest.latency[symbol].fields())
+        latency = self._latency_fields[symbol] = self.ingest.latency[symbol].fields()
+        state.update(latency)
         tick = self.ingest.last_tick.get(symbol)
         count = self.ingest.per_symbol[symbol]
         last_time, last_count = self._rates.get(symbol, (now, count))
@@ -241,9 +245,15 @@ class Gateway:
 
     async def _write_state(self) -> None:
         now = time.monotonic()
+        symbols = sorted(self.ingest.symbols or ())
+        for gone in self._latency_fields.keys() - set(symbols):
+            del self._latency_fields[gone]
         async with self.client.pipeline(transaction=False) as pipe:
-            for symbol in sorted(self.ingest.symbols or ()):
+            for symbol in symbols:
                 pipe.hset(keys.analytics_state(symbol), mapping=self._symbol_state(symbol, now))
+                # A symbol's summary costs a fraction of a millisecond; with hundreds of
+                # symbols, one pass without a break would hold every tick's flush back.
+                await asyncio.sleep(0)
             await pipe.execute()
 
     def health(self) -> Mapping[str, Any]:
@@ -251,11 +261,7 @@ class Gateway:
         out.update(self.ingest.health())
         # the worst symbol's latency: one number that says whether the feed is healthy
         for name in ("latency_ingest_p99_ms", "latency_exchange_p99_ms"):
-            values = [
-                fields[name]
-                for latency in self.ingest.latency.values()
-                if name in (fields := latency.fields())
-            ]
+            values = [fields[name] for fields in self._latency_fields.values() if name in fields]
             if values:
                 out[f"worst_{name}"] = max(values)
         return out

@@ -34,7 +34,7 @@ from spreadbus.gateway.sink import TickSink
 CONTROL_GAP = 0.25  # s between control messages: 4/s, well inside Binance's 10/s
 PARAMS_PER_MESSAGE = 100
 ROLLOVER_WAIT = 10.0  # s to wait for the successor's first frame before closing the old one
-YIELD_EVERY = 64  # frames read before giving the event loop (the flusher) a turn
+YIELD_EVERY = 16  # frames read before giving the event loop (the flusher) a turn
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,89 +4,149 @@ Tick publishing, executed inside Redis so that one call per symbol per flush doe
 hundreds of commands, and so that idempotency and exact candles are decided next to the data.
 
 publish_ticks(KEYS, ARGV)
-  KEYS: 1 real stream, 2 ghost stream, 3 price series (LAST, feeds close),
+  One call publishes a whole flush: any number of symbols, seven keys and four arguments each.
+  KEYS, per symbol: 1 real stream, 2 ghost stream, 3 price series (LAST, feeds close),
         4 open source (FIRST), 5 high source (MAX), 6 low source (MIN), 7 volume source (SUM)
-        -- all hash-tagged on one symbol, so the call is legal on Redis Cluster.
+        -- all hash-tagged on the symbol. On Redis Cluster a call carries one symbol (one slot);
+        on a single node it carries every symbol of the flush, so the fixed cost of a call
+        (tens of microseconds) is paid once per flush instead of once per symbol.
   ARGV: 1 the nine field names, tab-separated (spreadbus.bus.codec.TICK_FIELDS order:
           symbol id price qty side T E recv src)
-        2 real ticks: one line per tick, the nine values tab-separated
-        3 ghost ticks: likewise
-        4 trim real entries below this id ("" = no trim)
-        5 trim ghost entries below this id ("" = no trim)
-  Returns {real added, real duplicates, ghost added}.
+        then per symbol, in KEYS order: the number of real ticks R, the number of ghost ticks G,
+        the trim id of the real stream and of the ghost stream ("" = no trim), then 9 x R
+        values of the real ticks and 9 x G values of the ghost ticks (TICK_FIELDS order).
+  Returns {real added, real duplicates, ghost added}, summed over the symbols.
 
-Plain text instead of JSON: splitting lines with string.gmatch costs a fraction of cjson, and
-the values (validated symbols, decimals, integers) never hold a tab or a newline.
+Every value is an argument of its own: Redis's protocol parser hands them to Lua as strings
+for a fraction of what matching text lines in Lua costs (measured: 4 us a tick), and the client
+packs them in C.
 
 Each real tick is XADDed with id "<trade time>-<trade id>". Redis refuses an id that is not above
 the stream's last one, so a trade seen twice (a replay after a restart, the overlap of two
-connections) is refused here and, crucially, never reaches the volume sum. Accepted ticks are
-pre-aggregated per millisecond (first/max/min/last price, summed quantity) and written with one
-TS.MADD per chunk; the series' duplicate policies merge a millisecond that spans two calls, and
-the compaction rules turn the sources into exact 1-minute candles.
+connections) is refused here and, crucially, never reaches the volume sum.
+
+Only accepted ticks reach the TimeSeries, in two forms:
+* the raw price series gets one sample per millisecond: its last trade (LAST policy). It is
+  also the close source: a 'last' compaction of it is the candle close.
+* the open/high/low/volume sources get one sample per minute per call: the call's first price
+  of that minute (at that trade's millisecond), its highest and lowest price and its summed
+  quantity (at the millisecond of its last trade of that minute). Per symbol, ticks arrive in
+  trade order, so every series' timestamps still only grow; when a millisecond spans two calls,
+  the duplicate policies (FIRST, MAX, MIN, SUM) merge it correctly. A compaction of first, max,
+  min and sum over the minute then yields the exact candle whatever the call boundaries were,
+  at a fraction of the cost of four more samples per millisecond.
+Prices go to Redis as the exchange's decimal text; the volume sum as %.17g (Lua would print a
+number with only 14 significant digits).
 ]==]
 
-local MADD_CHUNK = 400  -- samples per TS.MADD: 5 series x 3 args x 400 stays under Lua's stack
-local LINE = '([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)\t'
-  .. '([^\t\n]*)\t([^\t\n]*)\t([^\t\n]*)'
+local MADD_CHUNK = 1000  -- samples per TS.MADD: 3 args each stays under Lua's unpack limit
+local MINUTE = 60000
 
-local function flush_samples(keys, samples)
-  local args, count = {}, 0
-  for _, s in ipairs(samples) do
-    local ms = s[1]
-    args[#args + 1] = keys[3]; args[#args + 1] = ms; args[#args + 1] = s[5]
-    args[#args + 1] = keys[4]; args[#args + 1] = ms; args[#args + 1] = s[2]
-    args[#args + 1] = keys[5]; args[#args + 1] = ms; args[#args + 1] = s[3]
-    args[#args + 1] = keys[6]; args[#args + 1] = ms; args[#args + 1] = s[4]
-    args[#args + 1] = keys[7]; args[#args + 1] = ms; args[#args + 1] = s[6]
-    count = count + 1
-    if count == MADD_CHUNK then
-      redis.call('TS.MADD', unpack(args))
-      args, count = {}, 0
+-- TS.MADD of {key, ms, value, key, ms, value, ...}, in chunks
+local function madd(args)
+  local n = #args
+  for first = 1, n, 3 * MADD_CHUNK do
+    redis.call('TS.MADD', unpack(args, first, math.min(n, first + 3 * MADD_CHUNK - 1)))
+  end
+end
+
+local function add_samples(keys, per_ms, minutes)
+  local args = {}
+  for _, s in ipairs(per_ms) do  -- {ms, last price text}
+    args[#args + 1] = keys[3]; args[#args + 1] = s[1]; args[#args + 1] = s[2]
+  end
+  for _, m in ipairs(minutes) do  -- {first ms, open, last ms, high, low, volume, high#, low#}
+    args[#args + 1] = keys[4]; args[#args + 1] = m[1]; args[#args + 1] = m[2]
+    args[#args + 1] = keys[5]; args[#args + 1] = m[3]; args[#args + 1] = m[4]
+    args[#args + 1] = keys[6]; args[#args + 1] = m[3]; args[#args + 1] = m[5]
+    args[#args + 1] = keys[7]; args[#args + 1] = m[3]
+    args[#args + 1] = string.format('%.17g', m[6])
+  end
+  madd(args)
+end
+
+-- XADD the R real ticks at args[p .. p + 9R - 1]; returns added, duplicates or nil, error
+local function add_real(keys, names, args, p, count)
+  local n1, n2, n3, n4, n5, n6, n7, n8, n9 = unpack(names)
+  local added, dupes = 0, 0
+  local per_ms, minutes = {}, {}
+  local last_ms, minute = nil, nil
+  for i = p, p + 9 * (count - 1), 9 do
+    local id, price_text, qty_text, ms = args[i + 1], args[i + 2], args[i + 3], args[i + 5]
+    local reply = redis.pcall('XADD', keys[1], ms .. '-' .. id,
+      n1, args[i], n2, id, n3, price_text, n4, qty_text, n5, args[i + 4], n6, ms,
+      n7, args[i + 6], n8, args[i + 7], n9, args[i + 8])
+    if type(reply) == 'table' and reply.err then
+      if not string.find(reply.err, 'equal or smaller', 1, true) then return nil, reply.err end
+      dupes = dupes + 1
+    else
+      added = added + 1
+      if ms == last_ms then
+        per_ms[#per_ms][2] = price_text
+      else
+        per_ms[#per_ms + 1] = {ms, price_text}
+        last_ms = ms
+      end
+      local price, qty = tonumber(price_text), tonumber(qty_text)
+      local bucket = math.floor(tonumber(ms) / MINUTE)
+      if minute == nil or minute.bucket ~= bucket then
+        minute = {ms, price_text, ms, price_text, price_text, qty, price, price, bucket = bucket}
+        minutes[#minutes + 1] = minute
+      else
+        minute[3] = ms
+        if price > minute[7] then minute[7] = price; minute[4] = price_text end
+        if price < minute[8] then minute[8] = price; minute[5] = price_text end
+        minute[6] = minute[6] + qty
+      end
     end
   end
-  if count > 0 then redis.call('TS.MADD', unpack(args)) end
+  if added > 0 then add_samples(keys, per_ms, minutes) end
+  return added, dupes
+end
+
+local function add_ghosts(keys, names, args, p, count)
+  local n1, n2, n3, n4, n5, n6, n7, n8, n9 = unpack(names)
+  for i = p, p + 9 * (count - 1), 9 do
+    redis.call('XADD', keys[2], '*', n1, args[i], n2, args[i + 1], n3, args[i + 2],
+      n4, args[i + 3], n5, args[i + 4], n6, args[i + 5], n7, args[i + 6], n8, args[i + 7],
+      n9, args[i + 8])
+  end
 end
 
 local function publish_ticks(keys, args)
-  local n1, n2, n3, n4, n5, n6, n7, n8, n9 = string.match(args[1], LINE)
-  if n9 == nil then return redis.error_reply('publish_ticks: expected nine field names') end
-  local added, dupes, ghosts = 0, 0, 0
-  local samples, by_ms = {}, {}
-  for v1, v2, v3, v4, v5, v6, v7, v8, v9 in string.gmatch(args[2], LINE) do
-    local reply = redis.pcall('XADD', keys[1], v6 .. '-' .. v2,
-      n1, v1, n2, v2, n3, v3, n4, v4, n5, v5, n6, v6, n7, v7, n8, v8, n9, v9)
-    if type(reply) == 'table' and reply.err then
-      if string.find(reply.err, 'equal or smaller', 1, true) then
-        dupes = dupes + 1
-      else
-        return redis.error_reply(reply.err)
-      end
-    else
-      added = added + 1
-      local price, qty = tonumber(v3), tonumber(v4)
-      local s = by_ms[v6]
-      if s == nil then
-        s = {v6, price, price, price, price, qty}  -- ms, first, max, min, last, volume
-        by_ms[v6] = s
-        samples[#samples + 1] = s
-      else
-        if price > s[3] then s[3] = price end
-        if price < s[4] then s[4] = price end
-        s[5] = price
-        s[6] = s[6] + qty
-      end
+  local names = {string.match(args[1],
+    '^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$')}
+  if #names ~= 9 then return redis.error_reply('publish_ticks: expected nine field names') end
+  if #keys % 7 ~= 0 then return redis.error_reply('publish_ticks: expected 7 keys a symbol') end
+  local total = {0, 0, 0}
+  local p = 2
+  for k = 0, #keys - 1, 7 do
+    local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
+    local cut, ghost_cut = args[p + 2], args[p + 3]
+    if real == nil or ghosts == nil or p + 3 + 9 * (real + ghosts) > #args then
+      return redis.error_reply('publish_ticks: arguments do not match the tick counts')
     end
+    local symbol_keys = {keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], keys[k + 5],
+      keys[k + 6], keys[k + 7]}
+    p = p + 4
+    if real > 0 then
+      local added, dupes = add_real(symbol_keys, names, args, p, real)
+      if added == nil then return redis.error_reply(dupes) end
+      total[1], total[2] = total[1] + added, total[2] + dupes
+      p = p + 9 * real
+    end
+    if ghosts > 0 then
+      add_ghosts(symbol_keys, names, args, p, ghosts)
+      total[3] = total[3] + ghosts
+      p = p + 9 * ghosts
+    end
+    if cut ~= '' then redis.call('XTRIM', keys[k + 1], 'MINID', '~', cut) end
+    if ghost_cut ~= '' then redis.call('XTRIM', keys[k + 2], 'MINID', '~', ghost_cut) end
   end
-  if #samples > 0 then flush_samples(keys, samples) end
-  for v1, v2, v3, v4, v5, v6, v7, v8, v9 in string.gmatch(args[3], LINE) do
-    redis.call('XADD', keys[2], '*',
-      n1, v1, n2, v2, n3, v3, n4, v4, n5, v5, n6, v6, n7, v7, n8, v8, n9, v9)
-    ghosts = ghosts + 1
+  if p ~= #args + 1 then
+    return redis.error_reply('publish_ticks: arguments do not match the tick counts')
   end
-  if args[4] ~= '' then redis.call('XTRIM', keys[1], 'MINID', '~', args[4]) end
-  if args[5] ~= '' then redis.call('XTRIM', keys[2], 'MINID', '~', args[5]) end
-  return {added, dupes, ghosts}
+  return total
 end
 
 redis.register_function('spreadbus_publish_ticks', publish_ticks)
