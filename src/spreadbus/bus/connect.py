@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import hiredis
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -71,6 +73,31 @@ def connect_sync(settings: Settings, url: str | None = None) -> redis.Redis | re
 
 def is_cluster(client: object) -> bool:
     return isinstance(client, AsyncRedisCluster | redis.RedisCluster)
+
+
+async def fcall(
+    client: aioredis.Redis, function: str, keys: Sequence[str], args: Sequence[object]
+) -> Any:
+    """``FCALL function`` on a single node, packed by hiredis; an error reply is raised as
+    :class:`redis.exceptions.ResponseError`.
+
+    For the large calls of the gateway and the engine (hundreds of keys and thousands of
+    values): redis-py's asyncio client packs a command in Python, re-joining a growing buffer
+    for each argument, which took 0.8 ms for a 550-argument call against 0.09 ms here.
+    """
+    pool = client.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    command: Any = ("FCALL", function, len(keys), *keys, *args)  # the stub says 1-tuple
+    try:
+        await connection.send_packed_command(hiredis.pack_command(command), check_health=False)
+        return await connection.read_response()
+    except redis.exceptions.ResponseError:
+        raise  # a whole reply was read: the connection is fine
+    except BaseException:
+        await connection.disconnect()  # a reply may still be on its way: never reuse it
+        raise
+    finally:
+        await pool.release(connection)
 
 
 def describe(url: str) -> str:

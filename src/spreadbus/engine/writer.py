@@ -29,11 +29,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import orjson
+import redis.asyncio as aioredis
 import redis.exceptions
 
 from spreadbus.bus import keys
 from spreadbus.bus.codec import alert_to_json
-from spreadbus.bus.connect import AsyncRedis
+from spreadbus.bus.connect import AsyncRedis, fcall
 from spreadbus.engine.consumer import COUNTS_FIELD, cursor_mapping
 from spreadbus.engine.core import StreamPosition, WriteSet
 from spreadbus.engine.pairstate import SERIES_FIELDS
@@ -228,19 +229,16 @@ class SnapshotWriter:
 
     async def _call(self, batch: WriteSet) -> None:
         names, argument = function_call(batch)
+        assert isinstance(self.client, aioredis.Redis)  # a cluster goes through pipelines
         try:
-            reply = await self.client.execute_command(
-                "FCALL", FUNCTION_NAME, len(names), *names, argument
-            )
+            reply = await fcall(self.client, FUNCTION_NAME, names, [argument])
         except redis.exceptions.ResponseError as exc:
             if "Function not found" not in str(exc):
                 raise
             # A Redis that lost its functions (restarted without persistence): nothing of the
             # batch was applied, so load the library and apply it now.
             await load_library(self.client)
-            reply = await self.client.execute_command(
-                "FCALL", FUNCTION_NAME, len(names), *names, argument
-            )
+            reply = await fcall(self.client, FUNCTION_NAME, names, [argument])
         refused, first = int(reply[0]), reply[1]
         if refused:
             self.refused += refused
