@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
+from bench.wakeup import WakeupProbe
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Tick, epoch_ms
 from spreadbus.bus.embedded import EmbeddedRedis
@@ -175,13 +176,15 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
             cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
             backlog0 = written[0] - await committed(client)
             write_ms: list[float] = []
-            achieved = await produce(writer, market, rate, seconds, written, write_ms)
+            with WakeupProbe(seconds) as probe:
+                achieved = await produce(writer, market, rate, seconds, written, write_ms)
             backlog1 = written[0] - await committed(client)
             ended = time.monotonic()
             cpu = {n: (cpu_seconds(p) - cpu0[n]) / (ended - began) for n, p in pids.items()}
             await asyncio.sleep(1.2)  # the report covering the phase's last second
             rows += _phase_rows(rate, achieved, reports, began, ended, backlog0, backlog1, cpu)
             rows += _gateway_rows(rate, write_ms)
+            rows += probe.rows(f"{rate // 1000}k ticks/s, 25 pairs")
             for _ in range(200):  # the next phase starts from no backlog (20 s at most)
                 if written[0] <= await committed(client):
                     break
