@@ -1,10 +1,10 @@
 #!lua name=spreadbus
 --[==[
-Tick publishing, executed inside Redis so that one call per symbol per flush does the work of
-hundreds of commands, and so that idempotency and exact candles are decided next to the data.
+Tick publishing, executed inside Redis so that one call per flush does the work of hundreds of
+commands, and so that idempotency and exact candles are decided next to the data.
 
 publish_ticks(KEYS, ARGV)
-  One call publishes a whole flush: any number of symbols, seven keys and four arguments each.
+  One call publishes a whole flush: any number of symbols, seven keys each.
   KEYS, per symbol: 1 real stream, 2 ghost stream, 3 price series (LAST, feeds close),
         4 open source (FIRST), 5 high source (MAX), 6 low source (MIN), 7 volume source (SUM)
         -- all hash-tagged on the symbol. On Redis Cluster a call carries one symbol (one slot);
