@@ -11,6 +11,7 @@ def test_symbol_keys_share_one_hash_tag() -> None:
         *(keys.candle_series("BTCUSDT", f) for f in keys.CANDLE_FIELDS),
         *(keys.candle_source_series("BTCUSDT", f) for f in keys.CANDLE_FIELDS),
         keys.analytics_state("BTCUSDT"),
+        keys.feed_state("BTCUSDT"),
     ]
     assert all("{BTCUSDT}" in k for k in symbol_keys)
     assert len(set(symbol_keys)) == len(symbol_keys) - 1  # close's source is the price series
@@ -23,6 +24,7 @@ def test_contract_names() -> None:
     assert keys.candle_series("ETHUSDT", "high") == "ts:ohlc:{ETHUSDT}:1m:high"
     assert keys.analytics_series("ETHUSDT/BTCUSDT", "beta") == "ts:analytics:{ETHUSDT/BTCUSDT}:beta"
     assert keys.analytics_state("ETHUSDT/BTCUSDT") == "state:analytics:{ETHUSDT/BTCUSDT}"
+    assert keys.feed_state("ETHUSDT") == "state:feed:{ETHUSDT}"
     assert keys.health("gateway") == "state:health:{gateway}"
     assert keys.candle_source_series("ETHUSDT", "close") == keys.price_series("ETHUSDT")
 

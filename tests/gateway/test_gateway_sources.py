@@ -70,7 +70,7 @@ async def test_sim_source_fills_streams_candles_and_symbol_state(
     await run_until(gateway, seconds=4.0)
     for symbol in ("BTCUSDT", "ETHUSDT", "SOLUSDT"):
         assert await aredis.xlen(keys.tick_stream(symbol)) == gateway.ingest.per_symbol[symbol]
-        state = await aredis.hgetall(keys.analytics_state(symbol))
+        state = await aredis.hgetall(keys.feed_state(symbol))
         assert b"latency_ingest_p99_ms" in state and state[b"source"] == b"sim"
         assert float(state[b"last_price"]) > 0
     assert gateway.ingest.counters["published"] > 0

@@ -74,6 +74,12 @@ def analytics_state(name: str) -> str:
     return f"state:analytics:{{{name}}}"
 
 
+def feed_state(symbol: str) -> str:
+    """The gateway's per-symbol feed figures (last trade, tick rate, latencies, ghost price,
+    mark price and funding); the gateway is its only writer."""
+    return f"state:feed:{{{symbol}}}"
+
+
 def health(service: str) -> str:
     """Heartbeat hash of one service; expires when the service stops beating."""
     return f"state:health:{{{service}}}"

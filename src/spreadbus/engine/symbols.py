@@ -1,8 +1,8 @@
 """One symbol's state: its 1-second grid, trade rate and volume, latencies, and the basis
 between the real venue and the ghost venue. Pure: times come in as arguments.
 
-Fields written to ``state:analytics:{SYMBOL}`` (a hash the gateway writes too, so none of
-these names is one of the gateway's):
+Fields written to ``state:analytics:{SYMBOL}`` (the engine is its only writer; the gateway's
+own feed figures live in ``state:feed:{SYMBOL}``):
 
 - ``price``, ``price_ms``: the last real trade the engine has processed (or, right after a
   warm start, the last one in the price series), and its trade time;

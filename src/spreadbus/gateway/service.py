@@ -2,8 +2,9 @@
 
 The source feeds :class:`~spreadbus.gateway.ingest.Ingest`; a config watcher follows
 ``config:pairs`` live; once a second each symbol's latency and last prices go to
-``state:analytics:{SYMBOL}``. ``auto`` tries Binance and, if no connection succeeds within
-``auto_fallback_after`` seconds, switches to the simulated market, loudly (log and health).
+``state:feed:{SYMBOL}`` (the gateway's own hash; the engine writes ``state:analytics:*``).
+``auto`` tries Binance and, if no connection succeeds within ``auto_fallback_after`` seconds,
+switches to the simulated market, loudly (log and health).
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ class Gateway:
             del self._latency_fields[gone]
         async with self.client.pipeline(transaction=False) as pipe:
             for symbol in symbols:
-                pipe.hset(keys.analytics_state(symbol), mapping=self._symbol_state(symbol, now))
+                pipe.hset(keys.feed_state(symbol), mapping=self._symbol_state(symbol, now))
                 # A symbol's summary costs a fraction of a millisecond; with hundreds of
                 # symbols, one pass without a break would hold every tick's flush back.
                 await asyncio.sleep(0)
