@@ -24,14 +24,16 @@ def _tick(trade_id: int, ms: int, price: str, qty: str, side: str = "buy") -> Ti
 
 async def test_snapshot_404_and_422(api: httpx.AsyncClient, sync_redis: redis.Redis) -> None:
     sync_redis.hset(
-        keys.analytics_state("BTCUSDT"),
+        keys.feed_state("BTCUSDT"),
         mapping={"last_price": "97000.10", "tick_rate": "12.5", "source": "sim", "ticks_total": 9},
     )
+    sync_redis.hset(keys.analytics_state("BTCUSDT"), mapping={"trade_rate_10s": "3.25"})
     body = (await api.get("/api/symbols/btcusdt")).json()
     assert body == {
         "symbol": "BTCUSDT",
-        "fields": {"last_price": 97000.1, "source": "sim", "tick_rate": 12.5, "ticks_total": 9},
-    }
+        "fields": {"last_price": 97000.1, "source": "sim", "tick_rate": 12.5, "ticks_total": 9,
+                   "trade_rate_10s": 3.25},
+    }  # fmt: skip
     assert (await api.get("/api/symbols/ETHUSDT")).status_code == 404
     for bad in ("BTC-USDT", "B", "BTC%2FUSDT", "BTC$"):
         assert (await api.get(f"/api/symbols/{bad}")).status_code in (404, 422), bad

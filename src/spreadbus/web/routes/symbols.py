@@ -110,9 +110,14 @@ async def ticks_csv(
 
 @router.get("/symbols/{symbol}", response_model=SymbolSnapshot)
 async def symbol_snapshot(name: SymbolName, client: Client) -> SymbolSnapshot:
-    """The symbol's latest snapshot (``state:analytics:{SYMBOL}``): last price, tick rate,
-    latencies, ghost basis, source."""
-    raw: Any = await client.hgetall(keys.analytics_state(name))
+    """The symbol's latest snapshot: the gateway's ``state:feed:{SYMBOL}`` (last price, tick
+    rate, latencies, ghost price, source) and the engine's ``state:analytics:{SYMBOL}`` (trade
+    rate, volume, basis); the two hashes share no field name."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.feed_state(name))
+        pipe.hgetall(keys.analytics_state(name))
+        feed, engine = await pipe.execute()
+    raw: Any = {**feed, **engine}
     if not raw:
         raise HTTPException(404, detail=f"no snapshot for symbol {name}")
     return SymbolSnapshot(symbol=name, fields=typed_fields(raw))
