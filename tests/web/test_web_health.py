@@ -44,9 +44,13 @@ async def test_health_reports_each_service_and_the_simulated_source(
     assert services["logger"]["status"] == "stale"
     assert services["logger"]["age_s"] >= 59
     assert services["archivist"] == {
-        "status": "down", "age_s": None, "pid": None, "started_ms": None,
-        "last_beat_ms": None, "fields": {}, "counters": {},
+        "status": "down", "state": "failing", "reason": "not running (no heartbeat)",
+        "age_s": None, "pid": None, "started_ms": None, "last_beat_ms": None, "fields": {},
+        "counters": {},
     }  # fmt: skip
+    assert services["gateway"]["state"] == "running" and services["gateway"]["reason"] == ""
+    assert services["logger"]["state"] == "failing"
+    assert services["logger"]["reason"].startswith("no heartbeat for")
     assert body["source"] == "sim (fallback: binance unreachable)"
     assert body["simulated"] is True
     assert body["healthy"] is False
@@ -63,6 +67,25 @@ async def test_health_live_source_is_not_simulated(
     body = (await api.get("/api/health")).json()
     assert body["source"] is None
     assert body["simulated"] is False
+
+
+async def test_health_shows_the_state_and_reason_a_service_reports(
+    api: httpx.AsyncClient, sync_redis: redis.Redis
+) -> None:
+    for name in ("gateway", "engine", "logger", "archivist", "web"):
+        _beat(sync_redis, name, 0.1)
+    assert (await api.get("/api/health")).json()["healthy"] is True
+    sync_redis.hset(
+        keys.health("gateway"), mapping={"status": "failing", "reason": "flusher died: boom"}
+    )
+    sync_redis.hset(keys.health("archivist"), mapping={"status": "degraded", "reason": "disk full"})
+    body = (await api.get("/api/health")).json()
+    gateway, archivist = body["services"]["gateway"], body["services"]["archivist"]
+    assert (gateway["status"], gateway["state"]) == ("healthy", "failing")
+    assert gateway["reason"] == "flusher died: boom"
+    assert (archivist["state"], archivist["reason"]) == ("degraded", "disk full")
+    assert body["services"]["engine"]["state"] == "running"
+    assert body["healthy"] is False
 
 
 def test_a_mangled_heartbeat_is_stale_not_an_error() -> None:

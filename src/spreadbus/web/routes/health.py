@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any
 
-import orjson
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from spreadbus.bus import keys
+from spreadbus.bus.health import State, Status, judge
 from spreadbus.services import SERVICES
 from spreadbus.web.deps import Client
-from spreadbus.web.fields import Scalar, text, typed
+from spreadbus.web.fields import Scalar, typed
 
-Status = Literal["healthy", "stale", "down"]
-_BEAT_FIELDS = ("pid", "started_ms", "last_beat_ms", "interval_s", "counters", "service")
+# Shown as ``fields`` for dashboards: everything but the lifecycle's own bookkeeping.
+_HIDDEN_FIELDS = ("pid", "started_ms", "last_beat_ms", "interval_s", "counters", "service")
 
 router = APIRouter(tags=["health"])
 
 
 class ServiceHealth(BaseModel):
-    status: Status
+    status: Status = Field(description="healthy (fresh heartbeat), stale or down (none)")
+    state: State = Field(
+        "failing",
+        description="running | degraded | failing, derived from the service's own tasks; "
+        "a stale or missing heartbeat is failing",
+    )
+    reason: str = Field("", description="why the state is not running")
     age_s: float | None = None
     pid: int | None = None
     started_ms: int | None = None
@@ -31,42 +37,41 @@ class ServiceHealth(BaseModel):
 
 
 class Health(BaseModel):
-    healthy: bool  # every service beats freshly
+    healthy: bool  # every service beats freshly and is running (not degraded or failing)
     source: str | None  # the gateway's market source; "sim..." means simulated data
     simulated: bool
     time_ms: int
     services: dict[str, ServiceHealth]
 
 
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
 def service_health(raw: dict[bytes, bytes], now_s: float) -> ServiceHealth:
-    """One heartbeat hash as a status: stale once older than 3 beats (at least 5 s), as
-    ``spreadbus <service> --check`` judges it."""
-    if not raw:
-        return ServiceHealth(status="down")
-    beat = {text(k): text(v) for k, v in raw.items()}
-    try:
-        last_ms = int(beat["last_beat_ms"])
-        interval = float(beat.get("interval_s", 2.0))
-        counters = orjson.loads(beat.get("counters", "{}"))
-    except (KeyError, ValueError, orjson.JSONDecodeError):
-        return ServiceHealth(status="stale", fields={k: typed(v) for k, v in beat.items()})
-    age = max(now_s - last_ms / 1000, 0.0)
+    """One heartbeat hash as a status, judged by :func:`spreadbus.bus.health.judge` (the same
+    rule as ``spreadbus <service> --check`` and ``spreadbus up``)."""
+    seen = judge(raw, now_s)
+    beat = seen.beat
     return ServiceHealth(
-        status="healthy" if age <= max(3 * interval, 5.0) else "stale",
-        age_s=round(age, 3),
-        pid=int(beat["pid"]) if beat.get("pid", "").isdigit() else None,
-        started_ms=int(beat["started_ms"]) if beat.get("started_ms", "").isdigit() else None,
-        last_beat_ms=last_ms,
-        fields={k: typed(v) for k, v in sorted(beat.items()) if k not in _BEAT_FIELDS},
-        counters=counters if isinstance(counters, dict) else {},
+        status=seen.status,
+        state=seen.state,
+        reason=seen.reason,
+        age_s=seen.age_s,
+        pid=seen.pid if seen.age_s is not None else None,
+        started_ms=_int(beat.get("started_ms")) if seen.age_s is not None else None,
+        last_beat_ms=_int(beat.get("last_beat_ms")),
+        fields={k: typed(v) for k, v in sorted(beat.items()) if k not in _HIDDEN_FIELDS},
+        counters=dict(seen.counters),
     )
 
 
 @router.get("/health", response_model=Health)
 async def health(client: Client) -> Health:
-    """Heartbeats of gateway, engine, logger, archivist and web: ``healthy``, ``stale`` (no
-    beat for 3 intervals) or ``down`` (no heartbeat key). ``simulated`` is true while the
-    gateway feeds simulated data (``source`` starts with ``sim``)."""
+    """Heartbeats of gateway, engine, logger, archivist and web. ``status``: ``healthy``,
+    ``stale`` (no beat for 3 intervals, at least 5 s) or ``down`` (no heartbeat key);
+    ``state``: ``running``, ``degraded`` or ``failing`` with a ``reason``. ``simulated`` is
+    true while the gateway feeds simulated data (``source`` starts with ``sim``)."""
     names = list(SERVICES)
     async with client.pipeline(transaction=False) as pipe:
         for name in names:
@@ -78,7 +83,7 @@ async def health(client: Client) -> Health:
     source = gateway.fields.get("source") if gateway else None
     source_text = str(source) if source is not None else None
     return Health(
-        healthy=all(s.status == "healthy" for s in services.values()),
+        healthy=all(s.status == "healthy" and s.state == "running" for s in services.values()),
         source=source_text,
         simulated=bool(source_text and source_text.startswith("sim")),
         time_ms=int(now * 1000),
