@@ -8,8 +8,11 @@ Model (the standard dynamic linear regression, as in E. Chan, *Algorithmic Tradi
 
 Each step predicts ``R = P + Vw I``, forms the one-step forecast error ``spread_t = y_t -
 (alpha + beta x_t)`` with variance ``Q_t = h R h' + obs_var`` (``h = (1, x_t)``), then updates
-the state with gain ``K = R h' / Q_t``. The filter starts from ``theta = 0, P = 0``, so the first
-step already predicts with ``R = Vw I``.
+the state with gain ``K = R h' / Q_t``. By default the filter starts from ``theta = 0, P = 0``,
+so the first step already predicts with ``R = Vw I``; ``initial_state = (alpha0, beta0)`` and
+``initial_cov`` (2x2, symmetric positive semi-definite) start it elsewhere, e.g. from an OLS fit
+of a warm-up window with that fit's coefficient covariance, so that raw prices can be filtered
+without the slope first having to climb from zero.
 
 ``spread`` is the *forecast* error, computed with coefficients estimated from data before
 ``t``: trading on it involves no look-ahead, and ``spread / spread_std`` is the filter's own
@@ -65,6 +68,26 @@ class KalmanResult:
     spread_std: FloatArray
 
 
+Cov2 = tuple[tuple[float, float], tuple[float, float]]
+
+
+def _check_start(
+    initial_state: tuple[float, float], initial_cov: Cov2 | None
+) -> tuple[float, float, float, float, float]:
+    """``(alpha0, beta0, p00, p01, p11)`` from the optional start, checked."""
+    alpha0, beta0 = (require_finite_number(v, "initial_state") for v in initial_state)
+    if initial_cov is None:
+        return alpha0, beta0, 0.0, 0.0, 0.0
+    cov = np.asarray(initial_cov, dtype=np.float64)
+    if cov.shape != (2, 2) or not np.isfinite(cov).all():
+        raise AnalyticsInputError("initial_cov: must be a finite 2x2 matrix")
+    if cov[0, 1] != cov[1, 0]:
+        raise AnalyticsInputError("initial_cov: must be symmetric")
+    if cov[0, 0] < 0 or cov[1, 1] < 0 or cov[0, 0] * cov[1, 1] < cov[0, 1] ** 2:
+        raise AnalyticsInputError("initial_cov: must be positive semi-definite")
+    return alpha0, beta0, float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])
+
+
 def _check_parameters(delta: float, obs_var: float) -> tuple[float, float]:
     delta = require_finite_number(delta, "delta")
     obs_var = require_finite_number(obs_var, "obs_var")
@@ -80,12 +103,18 @@ class KalmanHedge:
 
     __slots__ = ("_alpha", "_beta", "_obs_var", "_p00", "_p01", "_p11", "_state_var", "count")
 
-    def __init__(self, delta: float = 1e-4, obs_var: float = 1e-3) -> None:
+    def __init__(
+        self,
+        delta: float = 1e-4,
+        obs_var: float = 1e-3,
+        *,
+        initial_state: tuple[float, float] = (0.0, 0.0),
+        initial_cov: Cov2 | None = None,
+    ) -> None:
         delta, self._obs_var = _check_parameters(delta, obs_var)
         self._state_var = delta / (1.0 - delta)
-        self._alpha = 0.0
-        self._beta = 0.0
-        self._p00 = self._p01 = self._p11 = 0.0
+        start = _check_start(initial_state, initial_cov)
+        self._alpha, self._beta, self._p00, self._p01, self._p11 = start
         self.count = 0
 
     @property
@@ -136,11 +165,17 @@ class KalmanHedge:
 
 
 def kalman_hedge(
-    y: ArrayLike, x: ArrayLike, delta: float = 1e-4, obs_var: float = 1e-3
+    y: ArrayLike,
+    x: ArrayLike,
+    delta: float = 1e-4,
+    obs_var: float = 1e-3,
+    *,
+    initial_state: tuple[float, float] = (0.0, 0.0),
+    initial_cov: Cov2 | None = None,
 ) -> KalmanResult:
     """Run the dynamic-regression filter over whole series (see the module docstring)."""
     y_arr, x_arr = as_pair(y, x, min_len=1)
-    filt = KalmanHedge(delta, obs_var)
+    filt = KalmanHedge(delta, obs_var, initial_state=initial_state, initial_cov=initial_cov)
     n = y_arr.size
     out = np.empty((4, n), dtype=np.float64)
     for i, (y_i, x_i) in enumerate(zip(y_arr.tolist(), x_arr.tolist(), strict=True)):
