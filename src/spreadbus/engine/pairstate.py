@@ -80,6 +80,9 @@ LIVE_FIELDS: Final = ("spread", "zscore", "last_price_y", "last_price_x")
 # what ts:analytics:{PAIR}:{metric} records per bar, and from which field
 SERIES_FIELDS: Final[dict[str, str]] = {
     "beta": "beta",
+    "alpha": "alpha",
+    "kalman_beta": "kalman_beta",  # the dashboard's beta chart: OLS against Kalman
+    "kalman_alpha": "kalman_alpha",  # with kalman_beta, the Kalman spread from the price bars
     "spread": "spread_bar",
     "zscore": "zscore_bar",
     "corr": "corr",
