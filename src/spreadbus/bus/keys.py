@@ -17,6 +17,12 @@ CHANNEL_ALERTS: Final = "channel:alerts"
 CHANNEL_LOGS: Final = "channel:logs"
 CHANNEL_CONFIG: Final = "channel:config"
 
+# The log events of every service, durable (~1 day): the CentralLogger reads them with a
+# consumer group, so what arrives while it restarts is written when it is back.
+LOG_STREAM: Final = "stream:logs"
+LOG_STREAM_FIELD: Final = "event"  # each entry holds one LogEvent as JSON under this field
+LOG_GROUP: Final = "logger"
+
 CONFIG_PAIRS: Final = "config:pairs"
 CONFIG_ALERTS: Final = "config:alerts"
 
