@@ -233,7 +233,8 @@ def discover(path: str | Path) -> tuple[list[ReplayFile], list[str]]:
 
 
 # ---- reading -----------------------------------------------------------------------------------
-Record = tuple[float, int, int, tuple[Any, ...]]  # (data time ms, order, kind, payload)
+# (data time ms, order, kind, payload); a _BAD payload is (reason, detail, line, column or None)
+Record = tuple[float, int, int, tuple[Any, ...]]
 
 
 def _ms(value: int) -> int:
@@ -262,12 +263,8 @@ def _csv_records(src: ReplayFile, order: int, counter: list[int]) -> Iterator[Re
                 continue
             cells = line.split(",")
             if len(cells) != width:
-                yield (
-                    last_t,
-                    order,
-                    _BAD,
-                    ("bad_csv_row", f"{name}:{lineno}: {len(cells)} columns, expected {width}"),
-                )
+                detail = f"{name}:{lineno}: {len(cells)} columns, expected {width}"
+                yield last_t, order, _BAD, ("bad_csv_row", detail, lineno, None)
                 continue
             price, qty, maker = cells[price_col], cells[qty_col], cells[maker_col].lower()
             try:
@@ -275,16 +272,22 @@ def _csv_records(src: ReplayFile, order: int, counter: list[int]) -> Iterator[Re
                 if trade_id < 0 or trade_ts <= 0:
                     raise ValueError("negative id or time")
             except ValueError:
-                yield last_t, order, _BAD, ("bad_number", f"{name}:{lineno}: bad id or time")
+                column = "time" if cells[id_col].isdigit() else "id"
+                detail = f"{name}:{lineno}: bad id or time"
+                yield last_t, order, _BAD, ("bad_number", detail, lineno, column)
                 continue
             if not (decimal(price) and decimal(qty)):
-                yield last_t, order, _BAD, ("bad_number", f"{name}:{lineno}: {price!r} {qty!r}")
+                column = "qty" if decimal(price) else "price"
+                detail = f"{name}:{lineno}: {price!r} {qty!r}"
+                yield last_t, order, _BAD, ("bad_number", detail, lineno, column)
                 continue
             if not float(price) > 0:
-                yield last_t, order, _BAD, ("bad_price", f"{name}:{lineno}: price {price!r}")
+                detail = f"{name}:{lineno}: price {price!r}"
+                yield last_t, order, _BAD, ("bad_price", detail, lineno, "price")
                 continue
             if maker not in ("true", "false"):
-                yield last_t, order, _BAD, ("bad_side", f"{name}:{lineno}: {maker!r}")
+                detail = f"{name}:{lineno}: {maker!r}"
+                yield last_t, order, _BAD, ("bad_side", detail, lineno, "is_buyer_maker")
                 continue
             last_t = trade_ts
             counter[order] += 1
@@ -310,12 +313,8 @@ def _frame_records(
                     continue
             match = _FRAME_LINE_RE.match(line)
             if match is None or not match.group(2):
-                yield (
-                    last_t,
-                    order,
-                    _BAD,
-                    ("bad_frame_line", f"{name}:{lineno}: expected '<epoch seconds>: <frame>'"),
-                )
+                detail = f"{name}:{lineno}: expected '<epoch seconds>: <frame>'"
+                yield last_t, order, _BAD, ("bad_frame_line", detail, lineno, None)
                 continue
             stamp = float(match.group(1))
             recv_ms = stamp if stamp > 1e11 else stamp * 1000.0  # seconds, or already ms
@@ -389,7 +388,7 @@ async def run_replay(
         for t, _, kind, payload in records:
             if kind == _BAD:
                 stats.malformed += 1
-                sink.on_malformed(*payload)
+                sink.on_malformed(payload[0], payload[1])
                 continue
             if stats.first_ms is None:
                 stats.first_ms, data0, wall0 = t, t, time.monotonic()
@@ -464,3 +463,9 @@ def write_frames(
             out.write(f"{recv_s:.6f}: ".encode() + data + b"\n")
             count += 1
     return count
+
+
+# ---- the same parser for uploaded files (spreadbus.research.datasets) -------------------------
+TICK, BAD = _TICK, _BAD
+inspect_csv = _inspect  # detect a trades/aggTrades CSV (or zip member); ReplayError if not
+csv_records = _csv_records  # its rows as records: TICK (symbol, id, price, qty, side, ms) or BAD
