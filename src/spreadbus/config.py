@@ -117,6 +117,9 @@ class Settings(BaseSettings):
         min_length=1,
         description="HTTP Basic auth password; required when web_host is not a loopback address",
     )
+    upload_max_bytes: int = Field(
+        500 * 1024 * 1024, ge=1, le=2**40, description="Largest dataset upload (bytes)"
+    )
     heartbeat_interval: float = Field(2.0, gt=0, description="Seconds between heartbeats")
     stream_retention: float = Field(300.0, gt=0, description="Tick stream retention (s)")
     window: int = Field(300, ge=20, description="Engine rolling window (1 s bars)")
