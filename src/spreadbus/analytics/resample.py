@@ -1,4 +1,4 @@
-"""Ticks to time bars (1s, 1m, 5m): open, high, low, close, volume per bar.
+"""Ticks to time bars (1s, 1m, 5m, 1h): open, high, low, close, volume per bar.
 
 Bars are exact: ``open`` is the first trade of the bar and ``close`` the last *in the order
 given* (the sort by timestamp is stable, so trades sharing one millisecond keep their
@@ -24,8 +24,13 @@ from spreadbus.analytics._validate import AnalyticsInputError, as_float_array, r
 
 __all__ = ["BAR_MILLISECONDS", "resample"]
 
-Rule = Literal["1s", "1m", "5m"]
-BAR_MILLISECONDS: Final[dict[str, int]] = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
+Rule = Literal["1s", "1m", "5m", "1h"]
+BAR_MILLISECONDS: Final[dict[str, int]] = {
+    "1s": 1_000,
+    "1m": 60_000,
+    "5m": 300_000,
+    "1h": 3_600_000,
+}
 COLUMNS: Final = ("open", "high", "low", "close", "volume", "last", "trades")
 _MAX_BARS: Final = 10_000_000  # ~1 GB of output: a wrong timestamp unit, not a real request
 
@@ -54,7 +59,7 @@ def _epoch_ms(ts: pd.Series) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
 
 
 def resample(ticks: pd.DataFrame, rule: Rule) -> pd.DataFrame:
-    """Bars of ``rule`` (``"1s"``, ``"1m"``, ``"5m"``) from trades (module docstring).
+    """Bars of ``rule`` (``"1s"``, ``"1m"``, ``"5m"``, ``"1h"``) from trades (module docstring).
 
     ``ticks`` has columns ``ts`` (epoch milliseconds or datetimes), ``price`` (> 0) and
     ``qty`` (>= 0). Returns a frame indexed by bar start (``DatetimeIndex``, UTC, named

@@ -264,7 +264,8 @@ def _csv_records(src: ReplayFile, order: int, counter: list[int]) -> Iterator[Re
             cells = line.split(",")
             if len(cells) != width:
                 detail = f"{name}:{lineno}: {len(cells)} columns, expected {width}"
-                yield last_t, order, _BAD, ("bad_csv_row", detail, lineno, None)
+                first_off = min(len(cells), width) + 1  # 1-based: first missing or extra column
+                yield last_t, order, _BAD, ("bad_csv_row", detail, lineno, first_off)
                 continue
             price, qty, maker = cells[price_col], cells[qty_col], cells[maker_col].lower()
             try:
