@@ -111,7 +111,10 @@ async def test_csv_export_has_one_column_per_metric(
     assert "attachment" in response.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == 5
-    assert set(rows[0]) == {"ts_ms", "time", "beta", "spread", "zscore", "corr", "adf_pvalue"}
+    assert set(rows[0]) == {
+        "ts_ms", "time", "beta", "alpha", "kalman_beta", "kalman_alpha",
+        "spread", "zscore", "corr", "adf_pvalue",
+    }  # fmt: skip
     assert rows[4]["ts_ms"] == str(T0 + 4000)
     assert rows[4]["time"] == "2026-11-21T23:58:04.000Z"
     assert float(rows[4]["zscore"]) == 1.0

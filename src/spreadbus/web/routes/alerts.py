@@ -12,10 +12,10 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Body, HTTPException, Query, Response
 from pydantic import BaseModel
 
-from spreadbus.bus import keys
-from spreadbus.bus.codec import Alert, CodecError, alert_from_json
+from spreadbus.bus.codec import Alert
 from spreadbus.engine.alerts import RULE_ID_RE, Rule, RuleError
 from spreadbus.engine.rulestore import delete_rule, load_rules, put_rule
+from spreadbus.web import read
 from spreadbus.web.deps import Client
 
 MAX_RECENT: Final = 500
@@ -47,14 +47,7 @@ async def recent_alerts(
     client: Client, limit: Annotated[int, Query(ge=1, le=MAX_RECENT)] = 100
 ) -> Alerts:
     """The latest alert events the engine sent, newest first."""
-    raw: list[bytes] = await client.lrange(keys.recent_alerts(), 0, limit - 1)
-    events: list[Alert] = []
-    for item in raw:
-        try:
-            events.append(alert_from_json(item))
-        except CodecError:
-            continue
-    return Alerts(alerts=events)
+    return Alerts(alerts=await read.recent_alerts(client, limit))
 
 
 @router.get("/alerts/rules", response_model=Rules)

@@ -8,27 +8,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel
 
-from spreadbus.bus import keys
+from spreadbus.web import read
 from spreadbus.web.deps import Client
 from spreadbus.web.export import csv_response, iso_ms
-from spreadbus.web.fields import Scalar, number, typed_fields
+from spreadbus.web.fields import Scalar, number
 from spreadbus.web.names import PairName
-from spreadbus.web.series import align, read_window
+from spreadbus.web.series import align
 
 METRIC_PATTERN: Final = r"^[a-z][a-z0-9_]{0,39}$"
 MAX_METRICS: Final = 50
-RAW_WINDOW_MINUTES: Final = 60  # the 1 s series keep an hour; longer windows use the 1 m ones
 
 router = APIRouter(tags=["analytics"])
 
 Minutes = Annotated[int, Query(ge=1, le=1440, description="window length, up to the newest sample")]
 Resolution = Literal["auto", "1s", "1m"]
-Step = Literal["1s", "1m"]
+Step = read.Step
 
 
 class PairSnapshot(BaseModel):
@@ -53,15 +52,7 @@ def chart_metrics() -> tuple[str, ...]:
 
 
 def _step(resolution: Resolution, minutes: int) -> Step:
-    if resolution != "auto":
-        return resolution
-    return "1s" if minutes <= RAW_WINDOW_MINUTES else "1m"
-
-
-def _series_key(pair: str, metric: str, step: Step) -> str:
-    if step == "1s":
-        return keys.analytics_series(pair, metric)
-    return keys.analytics_series_1m(pair, metric)
+    return read.step_for(minutes) if resolution == "auto" else resolution
 
 
 @router.get("/analytics/{pair:path}.csv", response_class=Response)
@@ -86,14 +77,13 @@ async def analytics_csv(
     if bad:
         raise HTTPException(422, detail=f"malformed metric names: {', '.join(bad)}")
     used = _step(resolution, minutes)
-    series = {metric: _series_key(name, metric, used) for metric in wanted}
-    window = await read_window(client, list(series.values()), minutes, latest=used == "1m")
+    window = await read.history(client, name, wanted, minutes, used)
     if all(v is None for v in window.values()):
         raise HTTPException(404, detail=f"no analytics history for {name}")
-    rows = align({m: window[k] for m, k in series.items()})
+    rows = align(window)
     filename = f"analytics_{name.replace('/', '-')}_{used}.csv"
     return csv_response(
-        ["ts_ms", "time", *series],
+        ["ts_ms", "time", *window],
         ([ts, iso_ms(ts), *values] for ts, values in rows),
         filename,
     )
@@ -111,8 +101,7 @@ async def analytics_history(
     its newest sample: 1 s samples, or 1 m averages for windows over an hour (the current
     minute's average so far included)."""
     used = _step(resolution, minutes)
-    key = _series_key(name, metric, used)
-    samples = (await read_window(client, [key], minutes, latest=used == "1m"))[key]
+    samples = (await read.history(client, name, [metric], minutes, used))[metric]
     if samples is None:
         raise HTTPException(404, detail=f"no {metric} history for {name}")
     points = [(ts, number(value)) for ts, value in samples]
@@ -123,7 +112,7 @@ async def analytics_history(
 async def analytics_snapshot(name: PairName, client: Client) -> PairSnapshot:
     """The pair's latest snapshot (``state:analytics:{PAIR}``): beta, alpha, spread, z-score,
     ADF, correlation, ... with numbers as numbers and NaN as null."""
-    raw: Any = await client.hgetall(keys.analytics_state(name))
-    if not raw:
+    fields = (await read.snapshots(client, [name]))[name]
+    if not fields:
         raise HTTPException(404, detail=f"no analytics for pair {name}")
-    return PairSnapshot(pair=name, fields=typed_fields(raw))
+    return PairSnapshot(pair=name, fields=fields)

@@ -7,8 +7,9 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Body, HTTPException
 from pydantic import BaseModel
 
-from spreadbus.bus.configstore import load_pairs, set_pairs
+from spreadbus.bus.configstore import set_pairs
 from spreadbus.config import parse_pair
+from spreadbus.web import read
 from spreadbus.web.deps import AppSettings, Client
 
 MAX_PAIRS: Final = 200
@@ -24,10 +25,8 @@ class Pairs(BaseModel):
 @router.get("/pairs", response_model=Pairs)
 async def get_pairs(client: Client, settings: AppSettings) -> Pairs:
     """The configured pairs ``Y/X`` (y regressed on x), sorted."""
-    pairs = await load_pairs(client, ())  # no defaults: a GET never writes
-    if not pairs:
-        return Pairs(pairs=sorted(settings.pairs), from_defaults=True)
-    return Pairs(pairs=pairs)
+    pairs, from_defaults = await read.configured_pairs(client, settings.pairs)
+    return Pairs(pairs=pairs, from_defaults=from_defaults)
 
 
 @router.put("/pairs", response_model=Pairs)
