@@ -5,10 +5,21 @@ import random
 import pandas as pd
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Tick, tick_from_fields
-from spreadbus.bus.ticks import SymbolBatch, TickWriter, ensure_symbol_series, last_trades
+from spreadbus.bus.ticks import (
+    FUNCTION_NAME,
+    SymbolBatch,
+    TickWriter,
+    WriteError,
+    WriteResult,
+    _call_arguments,
+    ensure_symbol_series,
+    last_trades,
+)
+from spreadbus.testing.candles import candles_from_ticks, read_candles
 
 
 def make_ticks(symbol: str, n: int, seed: int, start_ms: int = 1_795_314_900_000) -> list[Tick]:
@@ -21,29 +32,6 @@ def make_ticks(symbol: str, n: int, seed: int, start_ms: int = 1_795_314_900_000
         qty = f"{rng.uniform(0.001, 3):.3f}"
         out.append(Tick(symbol, trade_id, price, qty, "buy", ms, ms, ms + 0.5, "sim"))
     return out
-
-
-def candles_from_ticks(ticks: list[Tick]) -> pd.DataFrame:
-    """The reference: pandas resampling of the raw ticks (arrival order = trade order)."""
-    frame = pd.DataFrame(
-        {"price": [float(t.price) for t in ticks], "qty": [float(t.qty) for t in ticks]},
-        index=pd.to_datetime([t.trade_ts for t in ticks], unit="ms"),
-    )
-    bars = frame.resample("1min").agg({"price": ["first", "max", "min", "last"], "qty": "sum"})
-    bars.columns = ["open", "high", "low", "close", "volume"]
-    bars = bars.dropna()
-    bars.index = (bars.index - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1)
-    return bars
-
-
-async def read_candles(client: aioredis.Redis, symbol: str) -> pd.DataFrame:
-    columns = {}
-    for field in keys.CANDLE_FIELDS:
-        rows = await client.execute_command(
-            "TS.RANGE", keys.candle_series(symbol, field), "-", "+", "LATEST"
-        )
-        columns[field] = {int(ts): float(v) for ts, v in rows}
-    return pd.DataFrame(columns)
 
 
 @pytest.mark.parametrize("flush_size", [1, 37, 5000])
@@ -139,3 +127,129 @@ async def test_preparing_twice_is_harmless_and_rules_exist(aredis: aioredis.Redi
     assert keys.candle_series("BNBUSDT", "high").encode() in info[b"rules"]
     labels = (await aredis.execute_command("TS.INFO", keys.price_series("BNBUSDT")))[b"labels"]
     assert labels == {b"symbol": b"BNBUSDT", b"kind": b"price"}
+
+
+# ---- faults: a Redis that answers with errors -------------------------------------------------
+async def write_all(writer: TickWriter, symbol: str, ticks: list[Tick], size: int) -> WriteResult:
+    total = WriteResult()
+    for start in range(0, len(ticks), size):
+        result = await writer.write({symbol: SymbolBatch(ticks[start : start + size], [])})
+        total.added += result.added
+        total.duplicates += result.duplicates
+        total.repairs += result.repairs
+        total.function_reloads += result.function_reloads
+        total.refused_samples += result.refused_samples
+    return total
+
+
+def assert_candles_equal(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.index) == list(want.index)
+    for field in ("open", "high", "low", "close"):  # prices as sent: exact
+        assert got[field].tolist() == want[field].tolist(), field
+    assert got["volume"].tolist() == pytest.approx(want["volume"].tolist(), rel=1e-9)
+
+
+async def test_a_call_refused_for_a_missing_series_writes_nothing(aredis: aioredis.Redis) -> None:
+    """All or nothing: with one series gone, not even the stream takes the batch (before the
+    fix the XADDs went through and the retry saw the trades as duplicates)."""
+    ticks = make_ticks("BTCUSDT", 200, seed=3)
+    writer = TickWriter(aredis)
+    await writer.prepare(["BTCUSDT"])
+    await writer.write({"BTCUSDT": SymbolBatch(ticks[:100], [])})
+    await aredis.delete(keys.candle_source_series("BTCUSDT", "volume"))
+    names, values = _call_arguments([("BTCUSDT", SymbolBatch(ticks[100:], []))])
+    with pytest.raises(redis.exceptions.ResponseError, match="SPREADBUS_MISSING_SERIES"):
+        await aredis.execute_command("FCALL", FUNCTION_NAME, len(names), *names, *values)
+    assert await aredis.xlen(keys.tick_stream("BTCUSDT")) == 100
+    assert await aredis.execute_command("TS.RANGE", keys.price_series("BTCUSDT"), "-", "+") == [
+        [t.trade_ts, float(t.price)]
+        for t in {t.trade_ts: t for t in ticks[:100]}.values()  # last trade of each ms
+    ]
+
+
+@pytest.mark.parametrize(
+    "deleted",
+    [
+        keys.price_series("BTCUSDT"),  # the raw prices, also the close source
+        keys.candle_source_series("BTCUSDT", "open"),
+        keys.candle_source_series("BTCUSDT", "volume"),
+    ],
+)
+async def test_a_series_deleted_mid_run_is_rebuilt_and_candles_stay_exact(
+    aredis: aioredis.Redis, deleted: str
+) -> None:
+    ticks = make_ticks("BTCUSDT", 3000, seed=11)
+    writer = TickWriter(aredis)
+    await writer.prepare(["BTCUSDT"])
+    first = await write_all(writer, "BTCUSDT", ticks[:1234], 97)
+    assert await aredis.delete(deleted) == 1  # mid-minute: the open candle loses its samples
+    rest = await write_all(writer, "BTCUSDT", ticks[1234:], 97)
+    assert (first.added + rest.added, rest.duplicates, rest.repairs) == (3000, 0, 1)
+    assert rest.refused_samples == 0
+    assert await aredis.xlen(keys.tick_stream("BTCUSDT")) == 3000
+    assert_candles_equal(await read_candles(aredis, "BTCUSDT"), candles_from_ticks(ticks))
+
+
+async def test_a_candle_series_deleted_mid_run_is_exact_again_from_that_minute(
+    aredis: aioredis.Redis,
+) -> None:
+    """Deleting a candle series takes its rule: recreated, and its open minute rebuilt from
+    the stream. Earlier minutes of that series are gone with it (kept nowhere else)."""
+    ticks = make_ticks("ETHUSDT", 3000, seed=12)
+    writer = TickWriter(aredis)
+    await writer.prepare(["ETHUSDT"])
+    await write_all(writer, "ETHUSDT", ticks[:1500], 50)
+    await aredis.delete(keys.candle_series("ETHUSDT", "high"))
+    minute_ms = ticks[1499].trade_ts // 60_000 * 60_000
+    rest = await write_all(writer, "ETHUSDT", ticks[1500:], 50)
+    assert rest.repairs == 1
+    got, want = await read_candles(aredis, "ETHUSDT"), candles_from_ticks(ticks)
+    assert got.loc[got.index >= minute_ms, "high"].tolist() == want.loc[minute_ms:, "high"].tolist()
+    assert got["high"].dropna().index.min() == minute_ms
+    for field in ("open", "low", "close"):
+        assert got[field].tolist() == want[field].tolist(), field
+
+
+async def test_function_flush_and_flushall_are_cured_within_the_write(
+    aredis: aioredis.Redis,
+) -> None:
+    ticks = make_ticks("SOLUSDT", 1200, seed=13)
+    writer = TickWriter(aredis)
+    await writer.prepare(["SOLUSDT"])
+    await write_all(writer, "SOLUSDT", ticks[:300], 100)
+    await aredis.execute_command("FUNCTION", "FLUSH")
+    after_flush = await write_all(writer, "SOLUSDT", ticks[300:600], 100)
+    assert (after_flush.added, after_flush.function_reloads, after_flush.repairs) == (300, 1, 0)
+    await aredis.flushall()  # streams and series gone (functions survive FLUSHALL)
+    after_all = await write_all(writer, "SOLUSDT", ticks[600:900], 100)
+    assert (after_all.added, after_all.function_reloads, after_all.repairs) == (300, 0, 1)
+    await aredis.flushall()  # ... and both: what a fresh server looks like
+    await aredis.execute_command("FUNCTION", "FLUSH")
+    fresh = await write_all(writer, "SOLUSDT", ticks[900:], 100)
+    assert (fresh.added, fresh.function_reloads, fresh.repairs) == (300, 1, 1)
+    entries = await aredis.xrange(keys.tick_stream("SOLUSDT"))
+    assert [tick_from_fields(fields) for _, fields in entries] == ticks[900:]
+    assert_candles_equal(await read_candles(aredis, "SOLUSDT"), candles_from_ticks(ticks[900:]))
+
+
+async def test_out_of_memory_writes_nothing_and_the_same_batch_goes_in_later(
+    aredis: aioredis.Redis,
+) -> None:
+    ticks = make_ticks("BNBUSDT", 400, seed=14)
+    writer = TickWriter(aredis)
+    await writer.prepare(["BNBUSDT"])
+    await write_all(writer, "BNBUSDT", ticks[:200], 100)
+    saved = await aredis.config_get("maxmemory*")
+    try:
+        await aredis.config_set("maxmemory-policy", "noeviction")
+        await aredis.config_set("maxmemory", "1")
+        with pytest.raises(WriteError) as refused:
+            await writer.write({"BNBUSDT": SymbolBatch(ticks[200:], [])})
+        assert (refused.value.kind, refused.value.failed) == ("out_of_memory", {"BNBUSDT"})
+        assert await aredis.xlen(keys.tick_stream("BNBUSDT")) == 200
+    finally:
+        for name in ("maxmemory", "maxmemory-policy"):
+            await aredis.config_set(name, saved[name])
+    result = await writer.write({"BNBUSDT": SymbolBatch(ticks[200:], [])})
+    assert (result.added, result.duplicates) == (200, 0)
+    assert_candles_equal(await read_candles(aredis, "BNBUSDT"), candles_from_ticks(ticks))

@@ -34,10 +34,10 @@ async def test_redis_restart_is_buffered_and_nothing_is_lost(tmp_path: Path) -> 
         assert gateway.ingest.counters["published"] > 20
         await asyncio.to_thread(server.stop)  # clean stop: AOF fsynced, nothing lost server-side
         for _ in range(200):  # the sim keeps trading; the gateway must buffer
-            if gateway.ingest.counters["redis_errors"] and gateway.ingest.buffered:
+            if gateway.ingest.write_errors["connection"] and gateway.ingest.buffered:
                 break
             await asyncio.sleep(0.05)
-        assert gateway.ingest.counters["redis_errors"] > 0
+        assert gateway.ingest.write_errors["connection"] > 0
         assert gateway.ingest.buffered > 0
         await asyncio.to_thread(server.start)
         await asyncio.sleep(2.0)

@@ -1,12 +1,19 @@
 """Writing ticks to Redis: streams, the raw price TimeSeries and exact 1-minute candles.
 
 :class:`TickWriter` prepares each symbol once (series, compaction rules, before its first tick)
-and then publishes a whole flush with one ``FCALL spreadbus_publish_ticks`` per symbol; the Lua
-function (``lua/spreadbus.lua``) explains how it stays idempotent on the trade id and exact.
+and then publishes a whole flush with one ``FCALL spreadbus_publish_ticks`` (one per symbol on
+Redis Cluster); the Lua function (``lua/spreadbus.lua``) explains how it stays idempotent on the
+trade id, exact, and all or nothing.
+
+A Redis that lost its functions (a restart without them, ``FUNCTION FLUSH``, ``FLUSHALL``) or
+some of a symbol's series (deleted, ``FLUSHALL``) is repaired inside :meth:`TickWriter.write`
+and the same batch written again; what cannot be repaired (out of memory, connection lost)
+raises :class:`WriteError`, which says which symbols were written and which were not.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -24,6 +31,8 @@ PRICE_RETENTION_MS: Final = 3_600_000  # raw prices: 1 hour
 CANDLE_RETENTION_MS: Final = 86_400_000  # candles: 24 hours
 CANDLE_BUCKET_MS: Final = 60_000
 FUNCTION_NAME: Final = "spreadbus_publish_ticks"
+REFILL_FUNCTION: Final = "spreadbus_refill_sources"
+WRITE_ATTEMPTS: Final = 3  # a write repairs and retries at most this often before it gives up
 
 # candle field -> (duplicate policy of its per-millisecond source, compaction aggregation)
 CANDLE_RULES: Final[dict[keys.CandleField, tuple[str, str]]] = {
@@ -36,7 +45,7 @@ CANDLE_RULES: Final[dict[keys.CandleField, tuple[str, str]]] = {
 
 
 _FIELD_NAMES: Final = "\t".join(TICK_FIELDS).encode()
-# KEYS 3..7 of a symbol in the function call: the price series (close) first
+# KEYS 3..7 (sources) and 8..12 (candles) of a symbol in the function call: close first
 _SOURCE_ORDER: Final[tuple[keys.CandleField, ...]] = ("close", "open", "high", "low", "volume")
 
 
@@ -51,6 +60,49 @@ class WriteResult:
     added: int = 0
     duplicates: int = 0
     ghosts: int = 0
+    refused_samples: int = 0  # series samples Redis refused after the stream took the tick
+    repairs: int = 0  # symbols whose series were recreated during the write
+    function_reloads: int = 0
+
+    def add_reply(self, reply: Sequence[int]) -> None:
+        self.added += reply[0]
+        self.duplicates += reply[1]
+        self.ghosts += reply[2]
+        self.refused_samples += reply[3]
+
+
+class WriteError(Exception):
+    """A write that did not go through for ``failed`` symbols (the others are in ``result``:
+    written, exactly once). ``kind`` names the cause for counters: ``connection``,
+    ``out_of_memory``, ``read_only``, ``missing_function``, ``missing_series``, ``wrong_type``,
+    ``busy`` or ``error``."""
+
+    def __init__(self, cause: BaseException, failed: set[str], result: WriteResult) -> None:
+        super().__init__(f"{error_kind(cause)}: {cause}"[:300])
+        self.cause = cause
+        self.kind = error_kind(cause)
+        self.failed = failed
+        self.result = result
+
+
+def error_kind(exc: BaseException) -> str:
+    """A short, stable name for why a write failed."""
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | OSError):
+        return "connection"
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or text.startswith("OOM"):
+        return "out_of_memory"
+    if isinstance(exc, redis.exceptions.ReadOnlyError):
+        return "read_only"
+    if isinstance(exc, redis.exceptions.BusyLoadingError) or text.startswith("BUSY"):
+        return "busy"
+    if "Function not found" in text or "No matching library" in text:
+        return "missing_function"
+    if text.startswith("SPREADBUS_MISSING_SERIES"):
+        return "missing_series"
+    if text.startswith("SPREADBUS_WRONG_TYPE"):
+        return "wrong_type"
+    return "error"
 
 
 @dataclass(slots=True)
@@ -73,9 +125,7 @@ def _call_arguments(
     names: list[str] = []
     values: list[str | bytes | int | float] = [_FIELD_NAMES]
     for symbol, batch in group:
-        names.append(keys.tick_stream(symbol))
-        names.append(keys.ghost_stream(symbol))
-        names.extend(keys.candle_source_series(symbol, field) for field in _SOURCE_ORDER)
+        names.extend(_symbol_keys(symbol))
         values.append(len(batch.ticks))
         values.append(len(batch.ghosts))
         values.append("" if batch.cut_ms is None else batch.cut_ms)
@@ -83,6 +133,14 @@ def _call_arguments(
         values.extend(chain.from_iterable(batch.ticks))
         values.extend(chain.from_iterable(batch.ghosts))
     return names, values
+
+
+def _symbol_keys(symbol: str) -> list[str]:
+    """The twelve keys of a symbol in a function call (see ``lua/spreadbus.lua``)."""
+    names = [keys.tick_stream(symbol), keys.ghost_stream(symbol)]
+    names.extend(keys.candle_source_series(symbol, field) for field in _SOURCE_ORDER)
+    names.extend(keys.candle_series(symbol, field) for field in _SOURCE_ORDER)
+    return names
 
 
 def function_code() -> str:
@@ -117,6 +175,56 @@ async def ensure_symbol_series(client: AsyncRedis, symbol: str) -> None:
             await client.execute_command(
                 "TS.CREATERULE", source, candle, "AGGREGATION", aggregation, CANDLE_BUCKET_MS
             )
+
+
+async def repair_symbol(client: AsyncRedis, symbol: str) -> list[keys.CandleField]:
+    """Make a symbol's series whole again; returns the candle fields that needed it.
+
+    A source series that was deleted (or whose candle series was, taking the compaction rule
+    with it) is recreated with its rule, and the minute still being built, which lived only in
+    the lost rule, is rebuilt from the tick stream: the source's samples of that minute are
+    dropped and made again from the stream's entries (``spreadbus_refill_sources``), so the
+    rule sees the whole minute and the candle comes out exact. Candles of earlier minutes that
+    went with a deleted candle series are gone (the stream keeps only minutes).
+    """
+    broken: list[keys.CandleField] = []
+    for field in CANDLE_RULES:
+        source = keys.candle_source_series(symbol, field)
+        try:
+            info = await client.execute_command("TS.INFO", source)
+        except redis.exceptions.ResponseError:
+            broken.append(field)  # missing (or not a series: TS.CREATE will say so)
+            continue
+        if keys.candle_series(symbol, field).encode() not in _rule_targets(info):
+            broken.append(field)
+    if not broken:
+        return broken
+    from_ms = await _building_minute(client, symbol)
+    if from_ms is not None:
+        for field in broken:
+            with contextlib.suppress(redis.exceptions.ResponseError):  # missing: nothing to drop
+                await client.execute_command(
+                    "TS.DEL", keys.candle_source_series(symbol, field), from_ms, "+"
+                )
+    await ensure_symbol_series(client, symbol)
+    if from_ms is not None:
+        flags = "".join("1" if f in broken else "0" for f in _SOURCE_ORDER)
+        names = _symbol_keys(symbol)
+        await client.execute_command(
+            "FCALL", REFILL_FUNCTION, len(names), *names, _FIELD_NAMES, from_ms, flags
+        )
+    return broken
+
+
+async def _building_minute(client: AsyncRedis, symbol: str) -> int | None:
+    """Start (epoch ms) of the minute of the stream's last tick: the candle still open."""
+    last = await client.xrevrange(keys.tick_stream(symbol), count=1)
+    if not last:
+        return None
+    entry_id = last[0][0]
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    trade_ms = int(text.split("-")[0])
+    return trade_ms - trade_ms % CANDLE_BUCKET_MS
 
 
 def _rule_targets(info: object) -> set[bytes]:
@@ -186,16 +294,51 @@ class TickWriter:
     async def prepare(self, symbols: Sequence[str]) -> None:
         await load_function(self.client)
         for symbol in symbols:
-            await ensure_symbol_series(self.client, symbol)
+            await repair_symbol(self.client, symbol)
             self.prepared.add(symbol)
 
     async def write(self, batches: Mapping[str, SymbolBatch]) -> WriteResult:
-        """Write every symbol's batch; raises on connection errors (the caller keeps the data
-        and retries: the function is idempotent, so a retry after a partial write is safe)."""
-        for symbol in batches:
-            if symbol not in self.prepared:
-                await ensure_symbol_series(self.client, symbol)
-                self.prepared.add(symbol)
+        """Write every symbol's batch, all or nothing per call.
+
+        A lost function library is reloaded and missing series are repaired, then the same
+        batch is written again (at most :data:`WRITE_ATTEMPTS` calls). Anything else, or a
+        repair that did not cure it, raises :class:`WriteError`: the caller keeps the failed
+        symbols' batches and retries later; a retry is safe (the function is idempotent on the
+        trade id, and a refused call wrote nothing)."""
+        result = WriteResult()
+        pending = dict(batches)
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                for symbol in pending:
+                    if symbol not in self.prepared:
+                        result.repairs += bool(await repair_symbol(self.client, symbol))
+                        self.prepared.add(symbol)
+                failures = await self._call(pending, result)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise WriteError(exc, set(pending), result) from exc
+            if not failures:
+                return result
+            cause = next(iter(failures.values()))
+            pending = {symbol: pending[symbol] for symbol in failures}
+            kinds = {error_kind(exc) for exc in failures.values()}
+            if attempt + 1 == WRITE_ATTEMPTS or not kinds <= {"missing_function", "missing_series"}:
+                break
+            try:
+                if "missing_function" in kinds:
+                    await load_function(self.client)  # a Redis that lost its functions
+                    result.function_reloads += 1
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise WriteError(exc, set(pending), result) from exc
+            for symbol, failure in failures.items():
+                if error_kind(failure) == "missing_series":
+                    self.prepared.discard(symbol)  # repaired before the next attempt
+        raise WriteError(cause, set(pending), result)
+
+    async def _call(
+        self, batches: Mapping[str, SymbolBatch], result: WriteResult
+    ) -> dict[str, redis.exceptions.ResponseError]:
+        """One attempt: the replies go into ``result``; returns each failed symbol's error."""
+        failures: dict[str, redis.exceptions.ResponseError] = {}
         if is_cluster(self.client):
             # every symbol's keys live in a slot of their own: one call per symbol, pipelined
             async with self.client.pipeline(transaction=False) as pipe:
@@ -203,21 +346,19 @@ class TickWriter:
                     names, values = _call_arguments([item])
                     pipe.execute_command("FCALL", FUNCTION_NAME, len(names), *names, *values)
                 replies = await pipe.execute(raise_on_error=False)
-        else:
-            assert isinstance(self.client, aioredis.Redis)
-            names, values = _call_arguments(list(batches.items()))
-            try:
-                replies = [await fcall(self.client, FUNCTION_NAME, names, values)]
-            except redis.exceptions.ResponseError as exc:
-                replies = [exc]
-        result = WriteResult()
-        for reply in replies:
-            if isinstance(reply, redis.exceptions.ResponseError):
-                if "Function not found" in str(reply) or "No matching library" in str(reply):
-                    await load_function(self.client)  # a Redis that lost its functions
-                raise reply
-            added, duplicates, ghosts = reply
-            result.added += added
-            result.duplicates += duplicates
-            result.ghosts += ghosts
-        return result
+            for symbol, reply in zip(batches, replies, strict=True):
+                if isinstance(reply, redis.exceptions.ResponseError):
+                    failures[symbol] = reply
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    result.add_reply(reply)
+            return failures
+        assert isinstance(self.client, aioredis.Redis)
+        names, values = _call_arguments(list(batches.items()))
+        try:
+            reply = await fcall(self.client, FUNCTION_NAME, names, values)
+        except redis.exceptions.ResponseError as exc:
+            return dict.fromkeys(batches, exc)  # the call wrote nothing at all
+        result.add_reply(reply)
+        return failures

@@ -3,8 +3,11 @@
 Every source (Binance, sim, replay) feeds one :class:`Ingest` through the
 :class:`~spreadbus.gateway.sink.TickSink` methods. Ticks wait in per-symbol buffers for at most
 ``max_delay_ms`` (or until ``max_batch`` are waiting), then :meth:`Ingest.run` writes them all
-with one pipelined round trip. If Redis is unreachable the buffer holds up to ``max_buffer``
-ticks and retries with capped backoff; what does not fit is counted as lost, never silently.
+with one pipelined round trip. If a write fails, whatever the cause (Redis unreachable, out of
+memory, an error reply), the batch goes back to the front of the queue intact and is retried
+with capped backoff; failures are counted by kind and shown in :meth:`Ingest.health`, and the
+flush loop never ends on one. The buffer holds up to ``max_buffer`` ticks meanwhile; what does
+not fit is counted as lost, never silently.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from spreadbus.bus.codec import Tick, epoch_ms
-from spreadbus.bus.service import REDIS_ERRORS, EventLog
-from spreadbus.bus.ticks import SymbolBatch, TickWriter, WriteResult
+from spreadbus.bus.service import EventLog
+from spreadbus.bus.ticks import SymbolBatch, TickWriter, WriteError, WriteResult, error_kind
 from spreadbus.gateway.binance import ControlReply, FrameError, Parsed, Skipped, parse_frame
 from spreadbus.gateway.ghost import GhostVenue
 from spreadbus.gateway.latency import RollingLatency, SymbolLatency
@@ -35,6 +38,8 @@ class IngestConfig:
     retention_ms: int = 300_000  # stream trimming (MINID ~)
     trim_every_ms: int = 1_000  # a symbol's streams are trimmed at most this often
     track_gaps: bool = True  # trade ids are consecutive per symbol (Binance ids)
+    retry_first_s: float = 0.1  # first wait after a failed write, doubled on each failure ...
+    retry_max_s: float = 2.0  # ... up to this
 
 
 class Ingest:
@@ -65,6 +70,9 @@ class Ingest:
         self._trimmed_at: dict[str, float] = {}  # symbol -> wall-clock ms of its last trim
         self._buffered = 0
         self._first_pending_at = 0.0
+        self.write_errors: Counter[str] = Counter()  # failed writes by kind (error_kind)
+        self._failing_since_ms: float | None = None  # first failure of the current outage
+        self._last_write_error = ""
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -243,27 +251,65 @@ class Ingest:
         oldest = min((b.ticks[0].recv_ts for b in batches.values() if b.ticks), default=None)
         try:
             result = await self.writer.write(batches)
-        except REDIS_ERRORS:
-            self._put_back(batches)
+        except WriteError as exc:
+            # the symbols that did go through are written exactly once: count them, keep the rest
+            self._count(exc.result, {s: b for s, b in batches.items() if s not in exc.failed})
+            self._put_back({s: b for s, b in batches.items() if s in exc.failed})
+            raise
+        except BaseException:
+            self._put_back(batches)  # cancelled or a bug: nothing is known to be written
             raise
         finally:
             if self._buffered < self.config.max_buffer // 2:
                 self._room.set()
         if oldest is not None:
             self.flush_delay.add(epoch_ms() - oldest)
+        self._count(result, batches)
+        self.counters["flushes"] += 1
+        return result
+
+    def _count(self, result: WriteResult, written: dict[str, SymbolBatch]) -> None:
         self.counters["published"] += result.added
         self.counters["duplicates"] += result.duplicates
         self.counters["ghost_published"] += result.ghosts
-        self.counters["flushes"] += 1
-        for batch in batches.values():
+        for name in ("refused_samples", "repairs", "function_reloads"):
+            if getattr(result, name):
+                self.counters[f"write_{name}"] += getattr(result, name)
+        if result.refused_samples:
+            self.log.error("series refused samples", refused=result.refused_samples)
+        for batch in written.values():
             if batch.ghosts:
                 self.last_ghost[batch.ghosts[-1].symbol] = batch.ghosts[-1]
-        return result
+
+    def _write_failed(self, exc: BaseException) -> None:
+        kind = exc.kind if isinstance(exc, WriteError) else error_kind(exc)
+        self.write_errors[kind] += 1
+        self.counters["write_errors"] += 1
+        self._last_write_error = str(exc)[:300]
+        total = self.counters["write_errors"]
+        if self._failing_since_ms is None:
+            self._failing_since_ms = epoch_ms()
+            self.log.error("redis write failed; batch kept, retrying", kind=kind, error=str(exc))
+        elif total & (total - 1) == 0:  # then at powers of two
+            self.log.error("redis writes still failing", kind=kind, error=str(exc), total=total)
+
+    def _write_resumed(self) -> None:
+        if self._failing_since_ms is None:
+            return
+        self.log.warning(
+            "redis writes resumed",
+            outage_s=round((epoch_ms() - self._failing_since_ms) / 1000, 2),
+            failures=self.counters["write_errors"],
+            lost=self.counters["lost"],
+        )
+        self._failing_since_ms = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Flush loop: until ``stop``, then one last flush of everything (ghosts included)."""
-        backoff = 0.1
-        outage_since: float | None = None
+        """Flush loop: until ``stop``, then one last flush of everything (ghosts included).
+
+        No failed write ends it: whatever :meth:`flush` raises (short of cancellation) is
+        counted, the batch stays queued, and the loop waits (capped backoff) and tries again."""
+        backoff = self.config.retry_first_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._next_deadline())
@@ -272,22 +318,14 @@ class Ingest:
                 await self._linger()
             try:
                 await self.flush()
-            except REDIS_ERRORS as exc:
-                self.counters["redis_errors"] += 1
-                if outage_since is None:
-                    outage_since = time.monotonic()
-                    self.log.error("redis write failed; buffering", error=str(exc))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            except Exception as exc:  # every failure is counted and retried
+                self._write_failed(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+                backoff = min(backoff * 2, self.config.retry_max_s)
                 continue
-            if outage_since is not None:
-                self.log.warning(
-                    "redis writes resumed",
-                    outage_s=round(time.monotonic() - outage_since, 2),
-                    lost=self.counters["lost"],
-                )
-                outage_since = None
-            backoff = 0.1
+            self._write_resumed()
+            backoff = self.config.retry_first_s
         await self.drain()
 
     async def drain(self, timeout: float = 5.0) -> None:
@@ -301,7 +339,8 @@ class Ingest:
                 await asyncio.sleep(min(max(wait, 0.0), 0.5))
             try:
                 await self.flush()
-            except REDIS_ERRORS:
+            except Exception as exc:  # counted; tried again until the deadline
+                self._write_failed(exc)
                 await asyncio.sleep(0.2)
         if self._buffered:
             self.counters["lost"] += self._buffered
@@ -313,6 +352,11 @@ class Ingest:
         out["ghost_pending"] = len(self.ghost.pending)
         if self.malformed:
             out["malformed_by_reason"] = dict(self.malformed)
+        if self.write_errors:
+            out["write_errors_by_kind"] = dict(self.write_errors)
+            out["write_last_error"] = self._last_write_error
+        if self._failing_since_ms is not None:  # writes are failing right now
+            out["write_failing_s"] = round((epoch_ms() - self._failing_since_ms) / 1000, 1)
         summary = self.flush_delay.summary()
         if summary is not None:
             out["batch_latency_p50_ms"] = round(summary.p50, 3)

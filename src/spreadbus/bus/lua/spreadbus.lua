@@ -4,9 +4,11 @@ Tick publishing, executed inside Redis so that one call per flush does the work 
 commands, and so that idempotency and exact candles are decided next to the data.
 
 publish_ticks(KEYS, ARGV)
-  One call publishes a whole flush: any number of symbols, seven keys each.
+  One call publishes a whole flush: any number of symbols, twelve keys each.
   KEYS, per symbol: 1 real stream, 2 ghost stream, 3 price series (LAST, feeds close),
-        4 open source (FIRST), 5 high source (MAX), 6 low source (MIN), 7 volume source (SUM)
+        4 open source (FIRST), 5 high source (MAX), 6 low source (MIN), 7 volume source (SUM),
+        8..12 the close, open, high, low and volume candle series (only checked: the
+        compaction rules of 3..7 write them)
         -- all hash-tagged on the symbol. On Redis Cluster a call carries one symbol (one slot);
         on a single node it carries every symbol of the flush, so the fixed cost of a call
         (tens of microseconds) is paid once per flush instead of once per symbol.
@@ -15,7 +17,24 @@ publish_ticks(KEYS, ARGV)
         then per symbol, in KEYS order: the number of real ticks R, the number of ghost ticks G,
         the trim id of the real stream and of the ghost stream ("" = no trim), then 9 x R
         values of the real ticks and 9 x G values of the ghost ticks (TICK_FIELDS order).
-  Returns {real added, real duplicates, ghost added}, summed over the symbols.
+  Returns {real added, real duplicates, ghost added, samples refused}, summed over the symbols.
+
+All or nothing, in effect. Redis does not roll a function back when one of its commands fails,
+so the call checks everything a write depends on before it writes anything: the argument
+counts, the twelve keys' types (the ten series must exist: TS.MADD into a missing series only
+refuses that sample, it raises nothing, and a deleted candle series takes its compaction rule
+with it) of every symbol of the call. A failed check answers
+"SPREADBUS_MISSING_SERIES <key>" or "SPREADBUS_WRONG_TYPE <key>" and leaves Redis untouched,
+so the caller can repair (spreadbus.bus.ticks.repair_symbol) and retry the very same batch.
+What can still be refused after the checks (a sample older than a series' retention) is not
+cured by a retry: the samples refused are counted in the reply instead of hidden.
+
+refill_sources(KEYS, ARGV)
+  KEYS: the twelve keys of one symbol, as above. ARGV: 1 the nine field names, 2 from_ms,
+  3 five flags ("1"/"0") naming which of KEYS 3..7 to refill.
+  Re-derives the samples of the stream's entries from from_ms on (the same samples
+  publish_ticks made of them) into the flagged series only: a series recreated after it was
+  deleted gets back the minute its candle is still being built from. Returns the entries read.
 
 Every value is an argument of its own: Redis's protocol parser hands them to Lua as strings
 for a fraction of what matching text lines in Lua costs (measured: 4 us a tick), and the client
@@ -41,67 +60,111 @@ number with only 14 significant digits).
 
 local MADD_CHUNK = 1000  -- samples per TS.MADD: 3 args each stays under Lua's unpack limit
 local MINUTE = 60000
+local KEYS_PER_SYMBOL = 12
+local SOURCE_KEYS = {3, 4, 5, 6, 7}
+local SERIES_KEYS = {3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
 
--- TS.MADD of {key, ms, value, key, ms, value, ...}, in chunks
+-- TS.MADD of {key, ms, value, key, ms, value, ...}, in chunks; returns the samples refused
 local function madd(args)
-  local n = #args
+  local n, refused = #args, 0
   for first = 1, n, 3 * MADD_CHUNK do
-    redis.call('TS.MADD', unpack(args, first, math.min(n, first + 3 * MADD_CHUNK - 1)))
+    local last = math.min(n, first + 3 * MADD_CHUNK - 1)
+    local reply = redis.pcall('TS.MADD', unpack(args, first, last))
+    if type(reply) == 'table' and reply.err then
+      refused = refused + (last - first + 1) / 3
+    else
+      for _, sample in ipairs(reply) do
+        if type(sample) == 'table' and sample.err then refused = refused + 1 end
+      end
+    end
+  end
+  return refused
+end
+
+-- The samples of a run of accepted ticks, in trade order: one per millisecond for the price
+-- series, one per minute for the open/high/low/volume sources.
+local function new_samples()
+  return {per_ms = {}, minutes = {}, last_ms = nil, minute = nil}
+end
+
+local function add_tick(acc, ms, price_text, qty_text)
+  local per_ms = acc.per_ms
+  if ms == acc.last_ms then
+    per_ms[#per_ms][2] = price_text
+  else
+    per_ms[#per_ms + 1] = {ms, price_text}
+    acc.last_ms = ms
+  end
+  local price, qty = tonumber(price_text), tonumber(qty_text)
+  local bucket = math.floor(tonumber(ms) / MINUTE)
+  local minute = acc.minute
+  if minute == nil or minute.bucket ~= bucket then
+    -- {first ms, open, last ms, high, low, volume, high#, low#}
+    minute = {ms, price_text, ms, price_text, price_text, qty, price, price, bucket = bucket}
+    acc.minutes[#acc.minutes + 1] = minute
+    acc.minute = minute
+  else
+    minute[3] = ms
+    if price > minute[7] then minute[7] = price; minute[4] = price_text end
+    if price < minute[8] then minute[8] = price; minute[5] = price_text end
+    minute[6] = minute[6] + qty
   end
 end
 
-local function add_samples(keys, per_ms, minutes)
+-- Write the samples into the series KEYS 3..7 whose flag in ``only`` is true (nil: all)
+local function add_samples(keys, acc, only)
   local args = {}
-  for _, s in ipairs(per_ms) do  -- {ms, last price text}
-    args[#args + 1] = keys[3]; args[#args + 1] = s[1]; args[#args + 1] = s[2]
+  local function put(slot, ms, value)
+    if only == nil or only[slot] then
+      args[#args + 1] = keys[slot]; args[#args + 1] = ms; args[#args + 1] = value
+    end
   end
-  for _, m in ipairs(minutes) do  -- {first ms, open, last ms, high, low, volume, high#, low#}
-    args[#args + 1] = keys[4]; args[#args + 1] = m[1]; args[#args + 1] = m[2]
-    args[#args + 1] = keys[5]; args[#args + 1] = m[3]; args[#args + 1] = m[4]
-    args[#args + 1] = keys[6]; args[#args + 1] = m[3]; args[#args + 1] = m[5]
-    args[#args + 1] = keys[7]; args[#args + 1] = m[3]
-    args[#args + 1] = string.format('%.17g', m[6])
+  for _, s in ipairs(acc.per_ms) do put(3, s[1], s[2]) end
+  for _, m in ipairs(acc.minutes) do
+    put(4, m[1], m[2])
+    put(5, m[3], m[4])
+    put(6, m[3], m[5])
+    put(7, m[3], string.format('%.17g', m[6]))
   end
-  madd(args)
+  if #args == 0 then return 0 end
+  return madd(args)
 end
 
--- XADD the R real ticks at args[p .. p + 9R - 1]; returns added, duplicates or nil, error
+-- Nothing is written unless every key of the call can take its part.
+local function check_keys(keys, first)
+  for slot = 1, 2 do
+    local kind = redis.call('TYPE', keys[first + slot])['ok']
+    if kind ~= 'stream' and kind ~= 'none' then return 'SPREADBUS_WRONG_TYPE ' .. keys[first + slot] end
+  end
+  for _, slot in ipairs(SERIES_KEYS) do
+    local kind = redis.call('TYPE', keys[first + slot])['ok']
+    if kind == 'none' then return 'SPREADBUS_MISSING_SERIES ' .. keys[first + slot] end
+    if kind ~= 'TSDB-TYPE' then return 'SPREADBUS_WRONG_TYPE ' .. keys[first + slot] end
+  end
+  return nil
+end
+
+-- XADD the R real ticks at args[p .. p + 9R - 1]; returns added, duplicates, samples refused
 local function add_real(keys, names, args, p, count)
   local n1, n2, n3, n4, n5, n6, n7, n8, n9 = unpack(names)
   local added, dupes = 0, 0
-  local per_ms, minutes = {}, {}
-  local last_ms, minute = nil, nil
+  local acc = new_samples()
   for i = p, p + 9 * (count - 1), 9 do
     local id, price_text, qty_text, ms = args[i + 1], args[i + 2], args[i + 3], args[i + 5]
     local reply = redis.pcall('XADD', keys[1], ms .. '-' .. id,
       n1, args[i], n2, id, n3, price_text, n4, qty_text, n5, args[i + 4], n6, ms,
       n7, args[i + 6], n8, args[i + 7], n9, args[i + 8])
     if type(reply) == 'table' and reply.err then
-      if not string.find(reply.err, 'equal or smaller', 1, true) then return nil, reply.err end
+      -- the keys were checked, so the only refusal left is an id at or below the last one
       dupes = dupes + 1
     else
       added = added + 1
-      if ms == last_ms then
-        per_ms[#per_ms][2] = price_text
-      else
-        per_ms[#per_ms + 1] = {ms, price_text}
-        last_ms = ms
-      end
-      local price, qty = tonumber(price_text), tonumber(qty_text)
-      local bucket = math.floor(tonumber(ms) / MINUTE)
-      if minute == nil or minute.bucket ~= bucket then
-        minute = {ms, price_text, ms, price_text, price_text, qty, price, price, bucket = bucket}
-        minutes[#minutes + 1] = minute
-      else
-        minute[3] = ms
-        if price > minute[7] then minute[7] = price; minute[4] = price_text end
-        if price < minute[8] then minute[8] = price; minute[5] = price_text end
-        minute[6] = minute[6] + qty
-      end
+      add_tick(acc, ms, price_text, qty_text)
     end
   end
-  if added > 0 then add_samples(keys, per_ms, minutes) end
-  return added, dupes
+  local refused = 0
+  if added > 0 then refused = add_samples(keys, acc, nil) end
+  return added, dupes, refused
 end
 
 local function add_ghosts(keys, names, args, p, count)
@@ -113,26 +176,44 @@ local function add_ghosts(keys, names, args, p, count)
   end
 end
 
-local function publish_ticks(keys, args)
-  local names = {string.match(args[1],
+local function field_names(text)
+  local names = {string.match(text,
     '^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$')}
-  if #names ~= 9 then return redis.error_reply('publish_ticks: expected nine field names') end
-  if #keys % 7 ~= 0 then return redis.error_reply('publish_ticks: expected 7 keys a symbol') end
-  local total = {0, 0, 0}
+  if #names ~= 9 then return nil end
+  return names
+end
+
+local function publish_ticks(keys, args)
+  local names = field_names(args[1])
+  if names == nil then return redis.error_reply('publish_ticks: expected nine field names') end
+  if #keys % KEYS_PER_SYMBOL ~= 0 then
+    return redis.error_reply('publish_ticks: expected 12 keys a symbol')
+  end
+  -- first pass: counts and keys of every symbol, before anything is written
   local p = 2
-  for k = 0, #keys - 1, 7 do
+  for k = 0, #keys - 1, KEYS_PER_SYMBOL do
     local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
-    local cut, ghost_cut = args[p + 2], args[p + 3]
     if real == nil or ghosts == nil or p + 3 + 9 * (real + ghosts) > #args then
       return redis.error_reply('publish_ticks: arguments do not match the tick counts')
     end
+    local problem = check_keys(keys, k)
+    if problem ~= nil then return redis.error_reply(problem) end
+    p = p + 4 + 9 * (real + ghosts)
+  end
+  if p ~= #args + 1 then
+    return redis.error_reply('publish_ticks: arguments do not match the tick counts')
+  end
+  local total = {0, 0, 0, 0}
+  p = 2
+  for k = 0, #keys - 1, KEYS_PER_SYMBOL do
+    local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
+    local cut, ghost_cut = args[p + 2], args[p + 3]
     local symbol_keys = {keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], keys[k + 5],
       keys[k + 6], keys[k + 7]}
     p = p + 4
     if real > 0 then
-      local added, dupes = add_real(symbol_keys, names, args, p, real)
-      if added == nil then return redis.error_reply(dupes) end
-      total[1], total[2] = total[1] + added, total[2] + dupes
+      local added, dupes, refused = add_real(symbol_keys, names, args, p, real)
+      total[1], total[2], total[4] = total[1] + added, total[2] + dupes, total[4] + refused
       p = p + 9 * real
     end
     if ghosts > 0 then
@@ -143,10 +224,27 @@ local function publish_ticks(keys, args)
     if cut ~= '' then redis.call('XTRIM', keys[k + 1], 'MINID', '~', cut) end
     if ghost_cut ~= '' then redis.call('XTRIM', keys[k + 2], 'MINID', '~', ghost_cut) end
   end
-  if p ~= #args + 1 then
-    return redis.error_reply('publish_ticks: arguments do not match the tick counts')
-  end
   return total
 end
 
+local function refill_sources(keys, args)
+  local names = field_names(args[1])
+  if names == nil or #keys ~= KEYS_PER_SYMBOL or #args ~= 3 or #args[3] ~= 5 then
+    return redis.error_reply('refill_sources: expected 12 keys, field names, from_ms, 5 flags')
+  end
+  local only = {}
+  for i, slot in ipairs(SOURCE_KEYS) do only[slot] = string.sub(args[3], i, i) == '1' end
+  local acc = new_samples()
+  local entries = redis.call('XRANGE', keys[1], args[2], '+')
+  for _, entry in ipairs(entries) do
+    local values = {}
+    local fields = entry[2]
+    for j = 1, #fields, 2 do values[fields[j]] = fields[j + 1] end
+    add_tick(acc, values[names[6]], values[names[3]], values[names[4]])
+  end
+  add_samples(keys, acc, only)
+  return #entries
+end
+
 redis.register_function('spreadbus_publish_ticks', publish_ticks)
+redis.register_function('spreadbus_refill_sources', refill_sources)
