@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from spreadbus.bus import keys
 from spreadbus.bus.connect import AsyncRedis
+from spreadbus.bus.health import HealthState
 from spreadbus.bus.service import EventLog, _lifecycle, check_health
 from spreadbus.config import Settings
 
@@ -57,13 +58,15 @@ async def test_heartbeat_check_logs_and_clean_stop(
     task = asyncio.create_task(_lifecycle(factory, "sleeper", settings))
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not any(e["event"] == "heartbeat" for e in events):
+    while time.monotonic() < deadline and not any(e["event"] == "working" for e in events):
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
         if message:
             events.append(orjson.loads(message["data"]))
+    await _wait_beat(aredis, "sleeper", b"running")
     beat = await aredis.hgetall(keys.health("sleeper"))
     assert beat[b"pid"] == str(os.getpid()).encode()
     assert beat[b"mode"] == b"test"  # text health fields are fields of their own
+    assert (beat[b"status"], beat[b"reason"]) == (b"running", b"")
     assert orjson.loads(beat[b"counters"])["loops"] >= 0
     ttl = await aredis.pttl(keys.health("sleeper"))
     assert 0 < ttl <= 5000
@@ -72,6 +75,11 @@ async def test_heartbeat_check_logs_and_clean_stop(
     working = next(e for e in events if e["event"] == "working")
     assert working["service"] == "sleeper" and working["level"] == "INFO"
     assert working["fields"] == {"answer": 42} and "time" in working
+    # the same event, durable, in stream:logs (what the logger's consumer group reads)
+    durable = [orjson.loads(f[b"event"]) for _, f in await aredis.xrange(keys.LOG_STREAM)]
+    assert working in durable
+    # beats stay in the hash: no log event per beat (interval 0.5 s, several beats by now)
+    assert not any(e["event"] == "heartbeat" for e in durable)
     os.kill(os.getpid(), signal.SIGTERM)  # the lifecycle's own handler turns it into a stop
     assert await asyncio.wait_for(task, 10) == 0
     assert services[0].closed
@@ -100,7 +108,15 @@ def test_check_command_exit_codes(redis_url: str, sync_redis: redis.Redis) -> No
         mapping={"pid": 7, "last_beat_ms": int(time.time() * 1000), "interval_s": 2},
     )
     up = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    assert up.returncode == 0 and "healthy" in up.stdout
+    assert up.returncode == 0 and "engine: running" in up.stdout
+    sync_redis.hset(keys.health("engine"), mapping={"status": "degraded", "reason": "slow"})
+    slow = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert slow.returncode == 0 and "engine: degraded (slow)" in slow.stdout
+    sync_redis.hset(
+        keys.health("engine"), mapping={"status": "failing", "reason": "reader died: boom"}
+    )
+    failing = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert failing.returncode == 1 and "engine: failing (reader died: boom)" in failing.stdout
 
 
 def test_check_without_redis_is_one_line(tmp_path: Any) -> None:
@@ -114,6 +130,77 @@ def test_check_without_redis_is_one_line(tmp_path: Any) -> None:
     )
     assert done.returncode == 1
     assert "no Redis" in done.stdout and "Traceback" not in done.stdout + done.stderr
+
+
+class Fragile(Sleeper):
+    """A service with one essential helper task that dies, and a health() that starts raising:
+    its heartbeat must say so, and keep beating."""
+
+    name = "fragile"
+
+    def __init__(self, settings: Settings, client: AsyncRedis, log: EventLog) -> None:
+        super().__init__(settings, client, log)
+        self.health_state = HealthState()
+        self.break_health = False
+
+    async def _helper(self) -> None:
+        await asyncio.sleep(0.3)
+        raise RuntimeError("helper broke")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.health_state.spawn("helper", self._helper())
+        await super().run(stop)
+
+    def health(self) -> Mapping[str, Any]:
+        if self.break_health:
+            raise ValueError("counter gone")
+        return super().health()
+
+
+async def _wait_beat(client: aioredis.Redis, name: str, want: bytes) -> dict[bytes, bytes]:
+    deadline = time.monotonic() + 10
+    beat: dict[bytes, bytes] = {}
+    while time.monotonic() < deadline:
+        beat = await client.hgetall(keys.health(name))
+        if beat.get(b"status") == want:
+            return beat
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{name} never reported {want!r}; last beat {beat}")
+
+
+async def test_a_dead_task_or_a_raising_health_makes_the_service_failing_and_it_keeps_beating(
+    settings: Settings, aredis: aioredis.Redis
+) -> None:
+    made: list[Fragile] = []
+
+    def factory(s: Settings, c: AsyncRedis, log: EventLog) -> Fragile:
+        made.append(Fragile(s, c, log))
+        return made[-1]
+
+    task = asyncio.create_task(_lifecycle(factory, "fragile", settings))
+    beat = await _wait_beat(aredis, "fragile", b"failing")
+    assert beat[b"reason"] == b"helper died: RuntimeError('helper broke')"
+    healthy, message = await asyncio.to_thread(check_health, "fragile", settings)
+    assert not healthy and "failing (helper died" in message
+    # health() raising: the beat goes on, failing with that reason
+    made[0].health_state.unwatch("helper")
+    await _wait_beat(aredis, "fragile", b"running")
+    made[0].break_health = True
+    beat = await _wait_beat(aredis, "fragile", b"failing")
+    assert b"health() raised ValueError('counter gone')" in beat[b"reason"]
+    first = int(beat[b"last_beat_ms"])
+    deadline = time.monotonic() + 5
+    while int((await aredis.hgetall(keys.health("fragile")))[b"last_beat_ms"]) == first:
+        assert time.monotonic() < deadline, "the heartbeat stopped beating"
+        await asyncio.sleep(0.05)
+    # each change of state was logged once, durably
+    states = [
+        e["fields"] for _, f in await aredis.xrange(keys.LOG_STREAM)
+        if (e := orjson.loads(f[b"event"]))["event"] == "state" and e["service"] == "fragile"
+    ]  # fmt: skip
+    assert [s["state"] for s in states] == ["failing", "running", "failing"]
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(task, 10) == 0
 
 
 class Stubborn(Sleeper):

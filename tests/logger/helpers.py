@@ -38,8 +38,9 @@ async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None
 async def publish(
     client: aioredis.Redis, service: str, event: str, level: Level = "INFO", **fields: Any
 ) -> None:
+    """What a service's LogPublisher does: the event into ``stream:logs``."""
     payload = log_event_to_json(LogEvent(level, service, event, fields))
-    await client.publish(keys.CHANNEL_LOGS, payload)
+    await client.xadd(keys.LOG_STREAM, {keys.LOG_STREAM_FIELD: payload})
 
 
 def read_records(data_dir: Path) -> list[dict[str, Any]]:
@@ -54,7 +55,7 @@ def read_records(data_dir: Path) -> list[dict[str, Any]]:
 async def running_logger(
     settings: Settings, forwarder: WebhookForwarder | None = None
 ) -> AsyncIterator[CentralLogger]:
-    """The CentralLogger as ``run_service`` runs it, in this event loop, already subscribed."""
+    """The CentralLogger as ``run_service`` runs it, in this event loop, already reading."""
     client = connect(settings)
     service = CentralLogger(settings, client, EventLog("logger"), forwarder=forwarder)
     stop = asyncio.Event()

@@ -1,12 +1,17 @@
-"""The CentralLogger against the real test Redis: channel:logs -> file, rotation, malformed
-messages, the one-second flush, and resubscribing after the server kills the subscription."""
+"""The CentralLogger against the real test Redis: stream:logs (consumer group) -> file,
+rotation, malformed entries, the one-second flush, a killed connection, a restart that loses
+and repeats nothing, and a full disk."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
 from spreadbus.bus import keys
@@ -33,7 +38,7 @@ async def test_events_of_several_services_are_written_with_the_required_keys(
     async with running_logger(settings) as service:
         for name, event, level, fields in sent:
             await publish(aredis, name, event, level, **fields)  # type: ignore[arg-type]
-        await aredis.publish(keys.CHANNEL_LOGS, b"not json at all {")
+        await aredis.xadd(keys.LOG_STREAM, {keys.LOG_STREAM_FIELD: b"not json at all {"})
         await eventually(lambda: service.health()["written"] == 5)
 
     records = read_records(data_dir)
@@ -82,7 +87,7 @@ async def test_events_reach_the_disk_within_about_a_second_without_a_stop(
     assert visible_after < 2.0  # flush interval 1 s + one 0.25 s poll, with slack for CI
 
 
-async def test_resubscribes_after_redis_kills_the_subscriber_connection(
+async def test_nothing_is_lost_when_redis_kills_the_logger_connection(
     settings: Settings,
     aredis: aioredis.Redis,
     data_dir: Path,
@@ -90,27 +95,40 @@ async def test_resubscribes_after_redis_kills_the_subscriber_connection(
     async with running_logger(settings) as service:
         await publish(aredis, "engine", "before kill")
         await eventually(lambda: service.health()["written"] == 1)
-        killed = await aredis.client_kill_filter(_type="pubsub")  # CLIENT KILL TYPE pubsub
+        killed = await aredis.client_kill_filter(_type="normal", skipme=True)
         assert killed >= 1
-
-        async def subscribed_again() -> bool:
-            numsub = await aredis.pubsub_numsub(keys.CHANNEL_LOGS)
-            return numsub == [(keys.CHANNEL_LOGS.encode(), 1)]
-
-        # The client's retry or the logger's own loop (whichever sees the error first)
-        # subscribes again at once; either way nothing published afterwards may be lost.
-        deadline = asyncio.get_running_loop().time() + 10
-        while not await subscribed_again():
-            assert asyncio.get_running_loop().time() < deadline, "never resubscribed"
-            await asyncio.sleep(0.05)
+        # published while the logger has no connection: the stream keeps them
         for number in range(10):
             await publish(aredis, "engine", "after kill", n=number)
         await eventually(lambda: service.health()["written"] == 11)
-        health = service.health()
+        await eventually(lambda: service.health()["reading"] is True)
 
-    assert health["subscribed"] is True
     events = [record["event"] for record in read_records(data_dir)]
     assert events == ["before kill"] + ["after kill"] * 10
+
+
+async def test_a_restarted_logger_writes_what_it_missed_and_nothing_twice(
+    settings: Settings, aredis: aioredis.Redis, data_dir: Path
+) -> None:
+    """First run: 30 events written and acknowledged. Then 20 more while no logger runs, and
+    the group's acknowledgements of the last 5 written ones undone (as a kill -9 between the
+    fsync and the XACK leaves them): the second run writes exactly the 20 missing ones."""
+    async with running_logger(settings) as service:
+        for number in range(30):
+            await publish(aredis, "engine", "step", n=number)
+        await eventually(lambda: service.health()["acked"] >= 30)
+    stream_ids = [r["stream_id"] for r in read_records(data_dir)]
+    for number in range(30, 50):
+        await publish(aredis, "engine", "step", n=number)
+    # un-acknowledge the last five: XCLAIM needs them pending, so re-deliver with a fresh group
+    await aredis.xgroup_setid(keys.LOG_STREAM, keys.LOG_GROUP, stream_ids[-6])
+    async with running_logger(settings) as service:
+        await eventually(lambda: service.health()["written"] == 20)
+        await eventually(lambda: service.health()["duplicates_skipped"] == 5)
+    numbers = [r["fields"]["n"] for r in read_records(data_dir)]
+    assert numbers == list(range(50))  # every event once, in order
+    pending = await aredis.xpending(keys.LOG_STREAM, keys.LOG_GROUP)
+    assert pending["pending"] == 0
 
 
 async def test_survives_a_redis_restart_with_capped_backoff(
@@ -129,7 +147,7 @@ async def test_survives_a_redis_restart_with_capped_backoff(
             server.stop()
             await eventually(lambda: service.health()["disconnects"] >= 3)  # retrying, not stuck
             server.start()
-            await eventually(lambda: service.health()["resubscribed"] == 1, within=10)
+            await eventually(lambda: service.health()["reconnected"] == 1, within=10)
             # from_url clients do not retry: drop this test client's dead pooled connection
             await client.connection_pool.disconnect()
             await publish(client, "engine", "after outage")
@@ -141,9 +159,9 @@ async def test_survives_a_redis_restart_with_capped_backoff(
     assert [r["event"] for r in read_records(data_dir)] == ["before outage", "after outage"]
     logged = [(e.level, e.event) for e in logger_events]
     assert logged.count(("WARNING", "redis connection lost")) == 1  # one warning per outage
-    resubscribed = next(e for e in logger_events if e.event == "resubscribed")
-    assert resubscribed.fields["down_s"] > 0
-    assert resubscribed.fields["disconnects"] >= 3
+    back = next(e for e in logger_events if e.event == "reconnected")
+    assert back.fields["down_s"] > 0
+    assert back.fields["disconnects"] >= 3
 
 
 def test_reconnect_backoff_starts_at_once_and_is_capped() -> None:
@@ -151,3 +169,57 @@ def test_reconnect_backoff_starts_at_once_and_is_capped() -> None:
     for _ in range(8):
         delays.append(next_retry_delay(delays[-1]))
     assert delays == [0.0, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Callable[[str], None]]:
+    """A real, tiny filesystem at ``path`` (needs root); yields a resize function."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+    def resize(new_size: str) -> None:
+        subprocess.run(
+            ["mount", "-o", f"remount,size={new_size}", str(path)], check=True, capture_output=True
+        )
+
+    try:
+        yield resize
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+async def test_a_full_disk_is_reported_as_such_and_nothing_is_lost_when_space_returns(
+    redis_url: str, aredis: aioredis.Redis, data_dir: Path, logger_events: list[LoggedEvent]
+) -> None:
+    settings = Settings(redis_url=redis_url, data_dir=data_dir, log_max_bytes=2**30, log_backups=0)
+    with small_tmpfs(log_dir(data_dir), "32k") as resize:
+        async with running_logger(settings) as service:
+            sent = 0
+            while service.health_state.verdict().state != "failing":
+                for _ in range(50):
+                    await publish(aredis, "engine", "fill", n=sent, pad="x" * 200)
+                    sent += 1
+                await asyncio.sleep(0.05)
+                assert sent < 5000, "the disk never filled"
+            verdict = service.health_state.verdict()
+            assert "No space left on device" in verdict.reason
+            assert service.health()["disk_errors"] >= 1
+            for _ in range(100):  # more while the disk is full
+                await publish(aredis, "engine", "fill", n=sent, pad="x" * 200)
+                sent += 1
+            resize("4m")
+            await eventually(lambda: service.health_state.verdict().state == "running", 10)
+            await eventually(lambda: service.sink.written >= sent, 10)
+        numbers = [r["fields"]["n"] for r in read_records(data_dir) if r["event"] == "fill"]
+    assert numbers == list(range(sent))  # every event once, in order
+    logged = [(e.level, e.event) for e in logger_events]
+    assert ("ERROR", "log disk error") in logged and (
+        "WARNING",
+        "redis connection lost",
+    ) not in logged
+    assert ("INFO", "log disk writable again") in logged

@@ -2,11 +2,14 @@
 
 :func:`run_service` is the whole lifecycle of ``spreadbus gateway|engine|logger|archivist``:
 connect (waiting for Redis if it is not up yet), run until SIGINT/SIGTERM or until the service
-returns, beat a heartbeat into ``state:health:{service}`` (with a TTL) and onto ``channel:logs``,
-and close everything in ``finally``. :func:`check_health` is ``spreadbus <service> --check``.
+returns, beat a heartbeat into ``state:health:{service}`` (with a TTL; layout and state in
+:mod:`spreadbus.bus.health`), and close everything in ``finally``. The heartbeat keeps beating
+whatever the service's ``health()`` does; the log gets the service's state changes and a
+periodic summary, not every beat. :func:`check_health` is ``spreadbus <service> --check``.
 
 Structured logging: services log with :class:`EventLog` (``log.info("reconnected", delay=1.5)``);
-each event goes to the console and, as a JSON :class:`LogEvent`, to ``channel:logs``.
+each event goes to the console and, as a JSON :class:`LogEvent`, to ``stream:logs`` (durable:
+the logger reads it with a consumer group) and ``channel:logs`` (live tails).
 """
 
 from __future__ import annotations
@@ -23,17 +26,34 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-import orjson
 import redis.exceptions
 from redis.typing import EncodableT, FieldT
 
 from spreadbus.bus import keys
 from spreadbus.bus.codec import LEVELS, Level, LogEvent, log_event_to_json
 from spreadbus.bus.connect import AsyncRedis, RedisUnavailableError, connect, describe, resolve_url
+from spreadbus.bus.health import (
+    HealthState,
+    Verdict,
+    beat_mapping,
+    judge,
+    stale_after_s,
+    worst,
+)
+from spreadbus.bus.health import describe as describe_health
 from spreadbus.config import Settings
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Losing Redis: redis-py's own errors, and the socket-level ones it lets through. Not OSError as
+# a whole: a full disk (ENOSPC) or a permission error is a local problem, reported as such.
+REDIS_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
 LOG_QUEUE_LIMIT = 10_000
+LOG_STREAM_KEEP_MS = 24 * 3600 * 1000  # stream:logs keeps about a day (trimmed by MINID ~)
+SUMMARY_EVERY_S = 60.0  # a "health" summary event at most this often (and on state changes)
 STOP_GRACE = 15.0  # seconds a service gets to finish after the stop signal
 CLEANUP_STEP = 2.0  # seconds each cleanup step (close, last log flush) may take
 HARD_EXIT_AFTER = 30.0  # after a stop request, the process exits by force past this many s
@@ -109,7 +129,8 @@ class ConsoleFormatter(logging.Formatter):
 
 
 class LogPublisher(logging.Handler):
-    """Forwards log records to ``channel:logs`` from a background task, never blocking.
+    """Forwards log records to ``stream:logs`` and ``channel:logs`` from a background task,
+    never blocking.
 
     ``emit`` only appends to a bounded queue; when Redis is slow or down the oldest events are
     dropped and counted (``dropped``) rather than stalling the hot path.
@@ -145,19 +166,29 @@ class LogPublisher(logging.Handler):
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            # what was logged before this task ran (e.g. "started") goes out at once
             await self.flush_to(client)
+            # a failed flush keeps its events: try again within a second even if none follow
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            self._wake.clear()
 
     async def flush_to(self, client: AsyncRedis) -> None:
         while self.queue:
             batch = [self.queue.popleft() for _ in range(min(len(self.queue), 500))]
+            # the stream first: once it holds an event, a restarted logger still gets it
+            minid = int(time.time() * 1000) - LOG_STREAM_KEEP_MS
             try:
                 async with client.pipeline(transaction=False) as pipe:
                     for payload in batch:
+                        pipe.xadd(
+                            keys.LOG_STREAM, {keys.LOG_STREAM_FIELD: payload},
+                            minid=minid, approximate=True,
+                        )  # fmt: skip
+                    for payload in batch:
                         pipe.publish(keys.CHANNEL_LOGS, payload)
                     await pipe.execute()
-            except REDIS_ERRORS:
+            except (*REDIS_ERRORS, redis.exceptions.ResponseError):
                 self.queue.extendleft(reversed(batch))  # keep them for the next attempt
                 await asyncio.sleep(0.5)
                 return
@@ -188,7 +219,9 @@ class Service(Protocol):
         """Work until ``stop`` is set (or until done, e.g. a finite replay)."""
 
     def health(self) -> Mapping[str, Any]:
-        """Counters and status for the heartbeat (flat, JSON-serializable values)."""
+        """Counters for the heartbeat (flat, JSON-serializable values). A service may also
+        have a ``health_state`` (:class:`~spreadbus.bus.health.HealthState`): its essential
+        tasks and conditions, from which the heartbeat's ``status`` is derived."""
 
     async def close(self) -> None:
         """Release resources; called once, in ``finally``."""
@@ -219,45 +252,79 @@ async def _connect_when_ready(settings: Settings, log: EventLog, stop: asyncio.E
         delay = min(delay * 2, 5.0)
 
 
-async def _heartbeat(
-    client: AsyncRedis,
-    service: Service,
-    publisher: LogPublisher,
-    settings: Settings,
-    started_ms: int,
-) -> None:
-    interval = settings.heartbeat_interval
-    ttl_ms = int(max(3 * interval, 5.0) * 1000)
-    key = keys.health(service.name)
-    while True:
-        fields = dict(service.health())
-        fields["log_dropped"] = publisher.dropped
-        # Text fields (e.g. the gateway's source) are fields of their own, for dashboards;
-        # everything also goes into the counters JSON.
-        beat: dict[FieldT, EncodableT] = {
-            k: v
-            for k, v in fields.items()
-            if isinstance(v, str | int | float) and not isinstance(v, bool)
-        }
-        beat |= {
-            "service": service.name,
-            "pid": os.getpid(),
-            "started_ms": started_ms,
-            "last_beat_ms": int(time.time() * 1000),
-            "interval_s": interval,
-            "status": "running",
-            "counters": orjson.dumps(fields, default=str).decode(),
-        }
+class Heartbeat:
+    """Beats ``state:health:{service}`` every interval, whatever the service does; logs the
+    service's state when it changes, and a summary every :data:`SUMMARY_EVERY_S`."""
+
+    def __init__(
+        self,
+        client: AsyncRedis,
+        service: Service,
+        lifecycle: HealthState,
+        publisher: LogPublisher,
+        settings: Settings,
+        started_ms: int,
+    ) -> None:
+        self.client = client
+        self.service = service
+        self.lifecycle = lifecycle
+        self.publisher = publisher
+        self.interval = settings.heartbeat_interval
+        self.started_ms = started_ms
+        self.log = EventLog(service.name)
+        self.last = Verdict("running")
+        self._summary_at = time.monotonic() + SUMMARY_EVERY_S
+
+    def sample(self) -> tuple[Verdict, dict[str, Any]]:
+        """The service's state and counters now; a ``health()`` that raises is a failing
+        state with its reason, not a missing heartbeat."""
+        verdicts = [self.lifecycle.verdict()]
+        own: HealthState | None = getattr(self.service, "health_state", None)
+        fields: dict[str, Any] = {}
         try:
-            async with client.pipeline(transaction=True) as pipe:
+            if own is not None:
+                verdicts.append(own.verdict())
+            fields = dict(self.service.health())
+        except Exception as exc:
+            verdicts.append(Verdict("failing", f"health() raised {exc!r}"[:300]))
+        fields["log_dropped"] = self.publisher.dropped
+        return worst(verdicts), fields
+
+    async def beat(self, stopping: bool) -> None:
+        verdict, fields = self.sample()
+        if stopping:  # tasks end on a stop: that is no failure
+            verdict = Verdict(self.last.state, "stopping")
+        elif verdict != self.last:
+            level: Level = "INFO" if verdict.state == "running" else "WARNING"
+            self.log.log(level, "state", state=verdict.state, reason=verdict.reason,
+                         was=self.last.state)  # fmt: skip
+            self.last = verdict
+        if time.monotonic() >= self._summary_at:
+            self._summary_at = time.monotonic() + SUMMARY_EVERY_S
+            self.log.info("health", state=verdict.state, **fields)
+        key = keys.health(self.service.name)
+        beat = beat_mapping(
+            self.service.name, pid=os.getpid(), started_ms=self.started_ms,
+            now_ms=int(time.time() * 1000), interval_s=self.interval, verdict=verdict,
+            fields=fields,
+        )  # fmt: skip
+        mapping: dict[FieldT, EncodableT] = {k: v for k, v in beat.items()}
+        try:
+            async with self.client.pipeline(transaction=True) as pipe:
                 pipe.delete(key)
-                pipe.hset(key, mapping=beat)
-                pipe.pexpire(key, ttl_ms)
+                pipe.hset(key, mapping=mapping)
+                pipe.pexpire(key, int(stale_after_s(self.interval) * 1000))
                 await pipe.execute()
-        except REDIS_ERRORS:
+        except (*REDIS_ERRORS, redis.exceptions.ResponseError):
             pass  # the service's own loop reports the outage; the key simply expires
-        publisher.publish(LogEvent("INFO", service.name, "heartbeat", fields))
-        await asyncio.sleep(interval)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while True:
+            try:
+                await self.beat(stop.is_set())
+            except Exception as exc:  # never stop beating: say it, and beat again
+                self.log.error("heartbeat failed", error=repr(exc))
+            await asyncio.sleep(self.interval)
 
 
 async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> int:
@@ -277,13 +344,13 @@ async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> 
         return 1
     service: Service | None = None
     tasks: list[asyncio.Task[None]] = []
+    own = HealthState()  # the lifecycle's own essential task: the log publisher
     code = 0
     try:
-        tasks.append(asyncio.create_task(publisher.run(client), name="log-publisher"))
+        tasks.append(own.spawn("log publisher", publisher.run(client)))
         service = factory(settings, client, log)
-        tasks.append(
-            asyncio.create_task(_heartbeat(client, service, publisher, settings, started_ms))
-        )
+        heartbeat = Heartbeat(client, service, own, publisher, settings, started_ms)
+        tasks.append(asyncio.create_task(heartbeat.run(stop), name="heartbeat"))
         log.info("started", pid=os.getpid())
         work = asyncio.create_task(service.run(stop), name=f"{name}-main")
         stopper = asyncio.create_task(stop.wait())
@@ -304,6 +371,7 @@ async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> 
     finally:
         # Every step is bounded: with Redis gone, a cancelled client call or a close can
         # otherwise wait forever, and a stopping service must stop.
+        own.tasks.clear()
         for task in tasks:
             task.cancel()
         if tasks:
@@ -348,7 +416,7 @@ def run_service(factory: ServiceFactory, name: str, settings: Settings) -> int:
 
 
 def check_health(name: str, settings: Settings) -> tuple[bool, str]:
-    """``spreadbus <service> --check``: is there a fresh heartbeat?"""
+    """``spreadbus <service> --check``: a fresh heartbeat whose state is not ``failing``."""
     from spreadbus.bus.connect import connect_sync  # noqa: PLC0415 (keep import light)
 
     try:
@@ -356,13 +424,7 @@ def check_health(name: str, settings: Settings) -> tuple[bool, str]:
         beat = client.hgetall(keys.health(name))
     except RedisUnavailableError as exc:
         return False, f"{name}: {exc}"
-    except REDIS_ERRORS as exc:
+    except (*REDIS_ERRORS, redis.exceptions.RedisError) as exc:
         return False, f"{name}: cannot reach Redis ({exc})"
-    if not beat:
-        return False, f"{name}: not running (no heartbeat)"
-    fields = {k.decode(): v.decode() for k, v in beat.items()}  # type: ignore[union-attr]
-    age = time.time() - int(fields["last_beat_ms"]) / 1000
-    limit = max(3 * float(fields.get("interval_s", 2)), 5.0)
-    if age > limit:
-        return False, f"{name}: stale heartbeat ({age:.1f} s old), pid {fields.get('pid')}"
-    return True, f"{name}: healthy, pid {fields.get('pid')}, last beat {age:.1f} s ago"
+    seen = judge(beat, time.time())
+    return seen.ok, describe_health(name, seen)

@@ -41,6 +41,30 @@ def log_files(directory: Path) -> list[Path]:
     return files
 
 
+TAIL_BYTES = 256 * 1024  # how far back from a file's end the newest stream id is looked for
+
+
+def last_stream_id(directory: Path) -> str | None:
+    """The ``stream_id`` of the newest record on disk (records are written in stream order),
+    or None. A torn last line (a crash mid-write) is skipped."""
+    for path in reversed(log_files(directory)):
+        try:
+            with path.open("rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(size - TAIL_BYTES, 0))
+                tail = handle.read()
+        except FileNotFoundError:
+            continue
+        for line in reversed(tail.splitlines()):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("stream_id"), str):
+                return str(record["stream_id"])
+    return None
+
+
 def encode_line(record: Mapping[str, Any]) -> bytes:
     # default=str: a value orjson cannot encode must not cost us the line
     return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n"
@@ -100,6 +124,21 @@ class RotatingJsonlSink:
         self.written += 1
         self._dirty = True
         self.sync_if_due()
+
+    @property
+    def dirty(self) -> bool:
+        """Written since the last fsync."""
+        return self._dirty
+
+    def abandon(self) -> None:
+        """Drop the file handle after a write error (a full disk): what the buffer still held
+        may be lost or torn; :meth:`open` starts a fresh line and the caller re-writes."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        self._size = 0
+        self._dirty = False
 
     def sync_if_due(self) -> None:
         """Flush + fsync if something was written and the last sync is ``flush_interval`` old."""
