@@ -18,17 +18,23 @@ error over its standard deviation). No signal during the first ``window`` bars.
 Rule: flat -> short the spread when ``z > entry_z``, long when ``z < -entry_z``. Long exits when
 ``z >= -exit_z`` and stops when ``z < -stop_z``; short mirrors it. An exit past the opposite
 entry band flips the position in one order. After a stop, no new entry until ``|z| <
-entry_z`` (otherwise the stop would re-open at once). When ``z`` is undefined (a flat window)
-the position is kept.
+entry_z`` (otherwise the stop would re-open at once). ``max_hold`` (bars, optional) closes a
+trade held that long (reason ``"time"``), with the same wait before the next entry. When ``z``
+is undefined (a flat window) the position is kept.
 
 Accounting, in units of a capital of 1 that is never compounded:
 
 - Entering with hedge ``beta`` at prices ``(y, x)`` holds ``units_y = side / (y + |beta| x)``
   and ``units_x = -beta * units_y``: the gross notional of both legs is exactly 1 at entry.
   The legs are fixed for the life of the trade (the hedge is not rebalanced).
-- Fees: ``fee_bps * 1e-4`` times the notional traded on each leg, at entry
-  (``|units_y| y + |units_x| x`` = 1) and at exit (same units, exit prices).
-- ``equity`` starts at 1.0 and adds P&L minus fees; ``total_return = equity[-1] - 1``.
+- Slippage: each leg fills ``slippage_bps * 1e-4`` worse than the bar's close (a buy above,
+  a sell below); the trade's ``entry_*``/``exit_*`` are those fills, and its ``pnl`` is
+  ``units_y (exit_y - entry_y) + units_x (exit_x - entry_x)`` at the fills.
+- Fees: ``fee_bps * 1e-4`` times the notional traded on each leg at the fill prices, at entry
+  (``|units_y| y + |units_x| x`` ~ 1) and at exit (same units, exit fills).
+- ``equity`` starts at 1.0 and adds P&L minus fees, marked at bar closes in between: after
+  the last bar it is exactly 1 plus the sum of the trades' ``pnl - fees``;
+  ``total_return = equity[-1] - 1``.
 - ``sharpe`` / ``sortino`` use the per-bar equity changes (returns on the capital of 1), all
   bars included, annualised with ``periods_per_year``; 0.0 when equity never moved.
 - ``max_drawdown``: largest fall from a running equity peak, as a fraction of that peak.
@@ -65,7 +71,7 @@ from spreadbus.analytics.risk import sharpe_ratio, sortino_ratio
 __all__ = ["BacktestResult", "Trade", "backtest"]
 
 HedgeKind = Literal["ols", "kalman"]
-ExitReason = Literal["exit", "stop", "end"]
+ExitReason = Literal["exit", "stop", "time", "end"]
 
 MINUTES_PER_YEAR = 365 * 24 * 60
 
@@ -125,11 +131,18 @@ class _OpenTrade:
 class _Signal:
     """The hedge and z-score of the latest bar, from data up to and including that bar."""
 
-    def __init__(self, hedge: HedgeKind, window: int, delta: float, obs_var: float) -> None:
+    def __init__(
+        self,
+        hedge: HedgeKind,
+        window: int,
+        delta: float,
+        obs_var: float,
+        kalman_start: tuple[float, float],
+    ) -> None:
         self._hedge = hedge
         self._window = window
         self._ols = RollingOLS(window)
-        self._kalman = KalmanHedge(delta, obs_var)
+        self._kalman = KalmanHedge(delta, obs_var, initial_state=kalman_start)
         self._seen = 0
 
     def observe(self, y: float, x: float) -> tuple[float, float]:
@@ -196,6 +209,9 @@ def backtest(
     periods_per_year: float = MINUTES_PER_YEAR,
     delta: float = 1e-4,
     obs_var: float = 1e-3,
+    slippage_bps: float = 0.0,
+    max_hold: int | None = None,
+    kalman_start: tuple[float, float] = (0.0, 0.0),
 ) -> BacktestResult:
     """Backtest the z-score mean-reversion rule on prices ``y``, ``x`` (module docstring).
 
@@ -203,6 +219,7 @@ def backtest(
     ``365 * 24 * 3600`` for 1-second bars. ``delta``/``obs_var`` configure the Kalman hedge;
     its defaults suit prices near 100 (see :mod:`spreadbus.analytics.kalman`): for a leg near
     98,000 something like ``delta=1e-10, obs_var=4.0`` gives z-scores that can reach the bands.
+    ``kalman_start`` is the filter's initial ``(alpha, beta)`` (see :class:`KalmanHedge`).
     """
     require_choice(hedge, "hedge", ("ols", "kalman"))
     window = require_window(window, minimum=3)
@@ -219,6 +236,11 @@ def backtest(
         raise AnalyticsInputError(f"stop_z: must be above entry_z={entry}, got {stop}")
     if fee_rate < 0:
         raise AnalyticsInputError(f"fee_bps: must be >= 0, got {fee_bps}")
+    slip = require_finite_number(slippage_bps, "slippage_bps") * 1e-4
+    if not 0 <= slip < 1:
+        raise AnalyticsInputError(f"slippage_bps: must be in [0, 10000), got {slippage_bps}")
+    if max_hold is not None:
+        max_hold = require_window(max_hold, minimum=1, name="max_hold")
     if periods <= 0:
         raise AnalyticsInputError(f"periods_per_year: must be > 0, got {periods}")
     y_arr, x_arr = as_pair(y, x, min_len=window + 2)
@@ -228,7 +250,7 @@ def backtest(
     n = y_arr.size
     ys = y_arr.tolist()
     xs = x_arr.tolist()
-    signal = _Signal(hedge, window, delta, obs_var)
+    signal = _Signal(hedge, window, delta, obs_var, kalman_start)
     equity = np.empty(n)
     positions = np.zeros(n, dtype=np.int8)
     zscores = np.full(n, np.nan)
@@ -237,6 +259,7 @@ def backtest(
     target = 0
     pending_beta = math.nan
     blocked = False
+    timed_out = False
     value = 1.0
     traded = 0.0
 
@@ -250,26 +273,41 @@ def backtest(
         side = 0 if current is None else current.side
         if target != side:
             if current is not None:
-                notional = abs(current.units_y) * y_t + abs(current.units_x) * x_t
+                # closing sells what was bought: the fill moves against the held units' sign
+                fill_y = y_t * (1.0 - math.copysign(slip, current.units_y))
+                fill_x = x_t * (1.0 - math.copysign(slip, current.units_x))
+                notional = abs(current.units_y) * fill_y + abs(current.units_x) * fill_x
                 fee = fee_rate * notional
-                value -= fee
+                value -= fee + slip * (abs(current.units_y) * y_t + abs(current.units_x) * x_t)
                 traded += notional
                 reason: ExitReason = "end" if t == n - 1 else ("stop" if blocked else "exit")
-                trades.append(_close(current, t, y_t, x_t, fee, reason))
+                if timed_out and t < n - 1:
+                    reason = "time"
+                trades.append(_close(current, t, fill_y, fill_x, fee, reason))
                 current = None
             if target != 0:
                 units_y = target / (y_t + abs(pending_beta) * x_t)
                 units_x = -pending_beta * units_y
-                notional = abs(units_y) * y_t + abs(units_x) * x_t
+                fill_y = y_t * (1.0 + math.copysign(slip, units_y))
+                fill_x = x_t * (1.0 + math.copysign(slip, units_x))
+                notional = abs(units_y) * fill_y + abs(units_x) * fill_x
                 fee = fee_rate * notional
-                value -= fee
+                value -= fee + slip * (abs(units_y) * y_t + abs(units_x) * x_t)
                 traded += notional
-                current = _OpenTrade(target, t, pending_beta, units_y, units_x, y_t, x_t, fee)
+                current = _OpenTrade(target, t, pending_beta, units_y, units_x, fill_y, fill_x, fee)
         equity[t] = value
         positions[t] = 0 if current is None else current.side
         z, beta = signal.observe(y_t, x_t)
         zscores[t] = z
         target, blocked = _decide(int(positions[t]), z, entry, exit_level, stop, blocked)
+        timed_out = False
+        if (
+            max_hold is not None
+            and current is not None
+            and target == current.side
+            and t - current.entry_index + 1 >= max_hold
+        ):
+            target, blocked, timed_out = 0, True, True
         pending_beta = beta
 
     per_bar = np.diff(equity)
