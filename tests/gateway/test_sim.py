@@ -319,3 +319,18 @@ async def test_run_sim_in_real_time_follows_the_wall_clock() -> None:
     assert start + 300 <= market.now_ms <= end  # the sim clock kept pace with the wall clock
     with pytest.raises(ValueError, match="speed"):
         await run_sim(market, sink, stop, speed=-1)
+
+
+def test_a_resumed_market_continues_ids_and_time_after_the_bus() -> None:
+    first = SimMarket(PAIRS, seed=5, start_ms=START).advance(START + 20_000, recv_ts=1.0)
+    last: dict[str, tuple[int, int]] = {}
+    for tick in first:
+        last[tick.symbol] = (tick.trade_ts, tick.trade_id)
+    # restarted with the same seed and an earlier clock (a sim that ran ahead of the wall)
+    resumed = SimMarket(PAIRS, seed=5, start_ms=START + 5_000, resume_after=last)
+    again = resumed.advance(START + 60_000, recv_ts=2.0)
+    for symbol, (last_ms, last_id) in last.items():
+        ids = [t.trade_id for t in again if t.symbol == symbol]
+        assert ids == list(range(last_id + 1, last_id + 1 + len(ids))), symbol
+        assert min(t.trade_ts for t in again if t.symbol == symbol) > last_ms
+    assert resumed.start_ms == max(ms for ms, _ in last.values()) + 1

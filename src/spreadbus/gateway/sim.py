@@ -40,6 +40,11 @@ within 5 % and 20 %).
 The clock is internal: the market is generated in fixed chunks of ``chunk_ms`` aligned to
 ``start_ms`` and :meth:`SimMarket.advance` only hands out what is due, so a given
 ``(pairs, seed, start_ms, config)`` yields the same ticks however the caller slices time.
+
+A restarted sim continues where the bus left off, as a real venue would: given each symbol's
+last published ``(trade time, trade id)`` (``resume_after``), its trade ids go on from the next
+id and its clock starts after the latest of those trade times. Without that, a restart reissued
+the same ids for different trades (the stream took them as duplicates, the archive kept both).
 """
 
 from __future__ import annotations
@@ -293,6 +298,7 @@ class SimMarket:
         seed: int = 7,
         start_ms: int | None = None,
         config: SimConfig | None = None,
+        resume_after: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("the simulated market needs at least one pair")
@@ -301,6 +307,9 @@ class SimMarket:
             raise ValueError("chunk_ms must be at least 1")
         self.seed = seed
         self.start_ms = int(epoch_ms()) if start_ms is None else int(start_ms)
+        self.resume_after = dict(resume_after or {})
+        if self.resume_after:  # trade times only grow, as they do at a venue
+            self.start_ms = max(self.start_ms, max(ms for ms, _ in self.resume_after.values()) + 1)
         parsed: list[tuple[str, str, str]] = []
         for text in pairs:
             y, x = parse_pair(text)
@@ -424,6 +433,9 @@ class SimMarket:
         self._next_switch = self.start_ms + rng.exponential(cfg.mean_quiet_s * 1000.0)
         self._next_chunk = self.start_ms
         self._next_id = {s: 1_000_000_000 + zlib.crc32(s.encode()) % 10**9 for s in self.symbols}
+        for symbol, (_, last_id) in self.resume_after.items():
+            if symbol in self._next_id:
+                self._next_id[symbol] = last_id + 1
         self._pending: list[_Chunk] = []
         self._clock = self.start_ms - 1
         self._chunk_names = np.array(self.symbols, dtype=object)
