@@ -168,7 +168,10 @@ class Gateway:
 
         if not self.source.startswith("sim"):
             self.source = "sim"
-        market = SimMarket(self.pairs, seed=self.settings.seed, start_ms=int(time.time() * 1000))
+        market = SimMarket(
+            self.pairs, seed=self.settings.seed, start_ms=int(time.time() * 1000),
+            resume_after=self.ingest.last_seen,  # the bus's last trades: no id issued twice
+        )  # fmt: skip
         self.ingest.config = IngestConfig(
             retention_ms=self.ingest.config.retention_ms, track_gaps=False
         )
