@@ -70,6 +70,7 @@ class Ingest:
         self._trimmed_at: dict[str, float] = {}  # symbol -> wall-clock ms of its last trim
         self._buffered = 0
         self._first_pending_at = 0.0
+        self.notices: dict[str, str] = {}  # standing warnings shown in health, by name
         self.write_errors: Counter[str] = Counter()  # failed writes by kind (error_kind)
         self._failing_since_ms: float | None = None  # first failure of the current outage
         self._last_write_error = ""
@@ -105,6 +106,12 @@ class Ingest:
         total = self.malformed[reason]
         if total <= 5 or total & (total - 1) == 0:  # first few, then at powers of two
             self.log.warning("malformed input", reason=reason, detail=detail[:200], total=total)
+
+    def notice(self, name: str, message: str) -> None:
+        """A condition the user must know about (e.g. a replay older than the bus): logged
+        now as an error, and kept in health as ``notice_<name>``."""
+        self.notices[name] = message
+        self.log.error(message, notice=name)
 
     async def wait_for_room(self) -> None:
         await asyncio.sleep(0)  # always a turn for the flusher, even when there is room
@@ -352,6 +359,8 @@ class Ingest:
         out["ghost_pending"] = len(self.ghost.pending)
         if self.malformed:
             out["malformed_by_reason"] = dict(self.malformed)
+        for name, message in self.notices.items():
+            out[f"notice_{name}"] = message
         if self.write_errors:
             out["write_errors_by_kind"] = dict(self.write_errors)
             out["write_last_error"] = self._last_write_error

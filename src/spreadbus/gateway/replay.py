@@ -25,6 +25,12 @@ which case frames keep their recorded receive time.
 
 Bad lines go to ``sink.on_malformed(reason, detail)`` and the replay goes on; a path that does
 not exist or holds nothing readable raises :class:`ReplayError` with a one-line message.
+
+A replay into a bus that already holds newer trades of a symbol (the data dir of an earlier
+live or replay run) would see its ticks refused one by one as duplicates: the stream only takes
+trades after its last one. :func:`find_overlaps` looks at the first trade of every file before
+anything is pushed, and ``on_overlap`` hears about it at once, with :func:`overlap_message`
+naming the way out (a separate data dir, or an empty Redis).
 """
 
 from __future__ import annotations
@@ -38,12 +44,14 @@ import re
 import time
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal
 
-from spreadbus.bus.codec import epoch_ms
+from spreadbus.bus.codec import Tick, epoch_ms
+from spreadbus.gateway.binance import FrameError, parse_frame
 from spreadbus.gateway.sim import build_ticks
 from spreadbus.gateway.sink import TickSink
 
@@ -246,7 +254,7 @@ def _ms(value: int) -> int:
     return value
 
 
-def _csv_records(src: ReplayFile, order: int, counter: list[int]) -> Iterator[Record]:
+def _csv_records(src: ReplayFile, order: int, counter: list[int]) -> Generator[Record, None, None]:
     id_col, price_col, qty_col, time_col, maker_col = src.columns
     width, symbol, name = src.width, src.symbol, src.name
     last_t = -math.inf
@@ -298,7 +306,7 @@ def _csv_records(src: ReplayFile, order: int, counter: list[int]) -> Iterator[Re
 
 def _frame_records(
     src: ReplayFile, order: int, counter: list[int], urls: list[str]
-) -> Iterator[Record]:
+) -> Generator[Record, None, None]:
     last_t = -math.inf
     name = src.name
     with _open(src.path, src.member) as handle:
@@ -324,6 +332,86 @@ def _frame_records(
             yield recv_ms, order, _FRAME, (match.group(2), recv_ms)
 
 
+def _records(
+    src: ReplayFile, order: int, counter: list[int], urls: list[str]
+) -> Generator[Record, None, None]:
+    """The records of one file, whatever its kind."""
+    if src.kind == "frames":
+        return _frame_records(src, order, counter, urls)
+    return _csv_records(src, order, counter)
+
+
+# ---- what the bus already holds ----------------------------------------------------------------
+_PEEK_RECORDS: Final = 1000  # records read per file to find its first trades
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    """A symbol whose replay starts at or before the last trade the bus already holds."""
+
+    symbol: str
+    replay_first_ms: int
+    bus_last_ms: int
+
+
+def _first_trades(src: ReplayFile) -> dict[str, tuple[int, int]]:
+    """(trade time, trade id) of the first trade of each symbol in a file, from its first
+    :data:`_PEEK_RECORDS` records."""
+    found: dict[str, tuple[int, int]] = {}
+    records = _records(src, 0, [0], [])
+    try:
+        for _, (_, _, kind, payload) in zip(range(_PEEK_RECORDS), records, strict=False):
+            if kind == _TICK:
+                symbol, trade_id, *_, trade_ts = payload
+                found.setdefault(symbol, (trade_ts, trade_id))
+                break  # a CSV file holds one symbol
+            if kind == _FRAME:
+                try:
+                    parsed = parse_frame(payload[0], 0.0, SOURCE)
+                except FrameError:
+                    continue
+                if isinstance(parsed, Tick):
+                    found.setdefault(parsed.symbol, (parsed.trade_ts, parsed.trade_id))
+    finally:
+        records.close()
+    return found
+
+
+def find_overlaps(
+    files: Iterable[ReplayFile], bus_last: Mapping[str, tuple[int, int]]
+) -> list[Overlap]:
+    """The symbols whose first replayed trade the bus would refuse as already seen."""
+    first: dict[str, tuple[int, int]] = {}
+    for src in files:
+        with contextlib.suppress(*_READ_ERRORS):  # the replay itself reports unreadable files
+            for symbol, key in _first_trades(src).items():
+                first[symbol] = min(first.get(symbol, key), key)
+    return [
+        Overlap(symbol, key[0], bus_last[symbol][0])
+        for symbol, key in sorted(first.items())
+        if symbol in bus_last and key <= bus_last[symbol]
+    ]
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def overlap_message(overlaps: list[Overlap], data_dir: Path | str) -> str:
+    """One loud line: what will be dropped, and how to replay into a bus of its own."""
+    shown = ", ".join(
+        f"{o.symbol} (replay from {_utc(o.replay_first_ms)}, bus has up to {_utc(o.bus_last_ms)})"
+        for o in overlaps[:3]
+    )
+    more = f" and {len(overlaps) - 3} more" if len(overlaps) > 3 else ""
+    separate = Path(data_dir).expanduser().resolve().parent / "data-replay"
+    return (
+        f"the bus already holds these symbols' trades up to a later time: {shown}{more}; every "
+        "replayed trade up to that time is dropped as a duplicate. To replay all of it, use a "
+        f"data dir of its own: --data-dir {separate} (or --redis-url of an empty Redis)"
+    )
+
+
 # ---- the replay --------------------------------------------------------------------------------
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep, waking early if ``stop`` is set; True when stopped."""
@@ -341,23 +429,27 @@ async def run_replay(
     speed: float,
     recorded_recv: bool = False,
     batch_size: int = 2000,
+    bus_last: Mapping[str, tuple[int, int]] | None = None,
+    on_overlap: Callable[[list[Overlap]], None] | None = None,
 ) -> ReplayStats:
     """Replay ``path`` (a file or a directory) into ``sink``; returns the counts once every
     file is exhausted or ``stop`` is set. Raises :class:`ReplayError` (one line) when the path
-    does not exist or holds no readable row."""
+    does not exist or holds no readable row.
+
+    ``bus_last``: each symbol's last trade in the bus, ``(trade time, trade id)``; symbols the
+    replay would start at or before go to ``on_overlap`` before anything is pushed."""
     if not (speed >= 0 and math.isfinite(speed)):
         raise ReplayError(f"replay speed must be a number >= 0, got {speed}")
     files, skipped = discover(path)
+    if bus_last and on_overlap is not None:
+        overlaps = find_overlaps(files, bus_last)
+        if overlaps:
+            on_overlap(overlaps)
     stats = ReplayStats(files=len(files), skipped_files=skipped)
     for reason in skipped:
         sink.on_malformed("replay_file_skipped", reason)
     counter = [0] * len(files)
-    streams: list[Iterator[Record]] = [
-        _frame_records(f, i, counter, stats.urls)
-        if f.kind == "frames"
-        else _csv_records(f, i, counter)
-        for i, f in enumerate(files)
-    ]
+    streams = [_records(f, i, counter, stats.urls) for i, f in enumerate(files)]
     records: Iterable[Record] = (
         streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda r: r[0])
     )
@@ -433,9 +525,7 @@ async def run_replay(
         raise ReplayError(f"replay of {path!r} failed while reading: {exc}") from None
     finally:
         for stream in streams:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            stream.close()
     stats.elapsed_s = time.monotonic() - started
     if not stats.stopped:
         if stats.ticks + stats.frames == 0:
