@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 from redis.typing import EncodableT, FieldT
@@ -28,6 +28,9 @@ from spreadbus.gateway.backfill import Backfiller
 from spreadbus.gateway.ghost import GhostConfig, GhostVenue
 from spreadbus.gateway.ingest import Ingest, IngestConfig
 from spreadbus.gateway.ws import BinanceFeed, FeedConfig
+
+if TYPE_CHECKING:
+    from spreadbus.gateway.replay import Overlap
 
 STATE_INTERVAL = 1.0
 
@@ -178,10 +181,16 @@ class Gateway:
         await run_sim(market, self.ingest, stop, speed=self.settings.speed or 0.0)
 
     async def _run_replay(self, path: str, stop: asyncio.Event) -> None:
-        from spreadbus.gateway.replay import ReplayError, run_replay  # noqa: PLC0415
+        from spreadbus.gateway.replay import ReplayError, overlap_message, run_replay  # noqa: PLC0415
+
+        def overlap(found: list[Overlap]) -> None:
+            self.ingest.notice("replay_overlap", overlap_message(found, self.settings.data_dir))
 
         try:
-            stats = await run_replay(path, self.ingest, stop, speed=self.settings.speed)
+            stats = await run_replay(
+                path, self.ingest, stop, speed=self.settings.speed,
+                bus_last=dict(self.ingest.last_seen), on_overlap=overlap,
+            )  # fmt: skip
         except ReplayError as exc:
             self.log.error("replay failed", path=path, error=str(exc))
             return
