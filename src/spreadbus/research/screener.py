@@ -107,11 +107,16 @@ def _adf_no_constant(resid: np.ndarray, k: int) -> np.ndarray:
     regressors = [resid[k : t_len - 1]] + [
         diff[k - lag : t_len - 1 - lag] for lag in range(1, k + 1)
     ]
-    design = np.stack(regressors, axis=-1)  # (nobs, M, k + 1)
-    gram = np.einsum("tmp,tmq->mpq", design, design)
-    rhs = np.einsum("tmp,tm->mp", design, target)
+    # (k + 1) x (k + 1) normal equations per column; "tm,tm->m" is einsum's fast path
+    size = len(regressors)
+    gram = np.empty((resid.shape[1], size, size))
+    rhs = np.empty((resid.shape[1], size))
+    for p, left in enumerate(regressors):
+        rhs[:, p] = np.einsum("tm,tm->m", left, target)
+        for q in range(p, size):
+            gram[:, p, q] = gram[:, q, p] = np.einsum("tm,tm->m", left, regressors[q])
     coef = np.linalg.solve(gram, rhs[..., np.newaxis])[..., 0]  # (M, k + 1)
-    fitted = np.einsum("tmp,mp->tm", design, coef)
+    fitted = sum(reg * coef[:, p] for p, reg in enumerate(regressors))
     residual = target - fitted
     sigma2 = np.einsum("tm,tm->m", residual, residual) / (nobs - (k + 1))
     inverse00 = np.linalg.inv(gram)[:, 0, 0]
