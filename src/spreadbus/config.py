@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         min_length=1,
         description="HTTP Basic auth password; required when web_host is not a loopback address",
     )
+    web_allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="Host names the web answers to, comma separated (default: loopback names "
+        "and web_host; any when exposed with a password)",
+    )
     upload_max_bytes: int = Field(
         500 * 1024 * 1024, ge=1, le=2**40, description="Largest dataset upload (bytes)"
     )
@@ -159,6 +164,11 @@ class Settings(BaseSettings):
             if pair not in out:
                 out.append(pair)
         return tuple(out)
+
+    @field_validator("web_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> tuple[str, ...]:
+        return tuple(str(item).strip().lower() for item in _split_list(value) if str(item).strip())
 
     @field_validator("source")
     @classmethod

@@ -21,7 +21,7 @@ from spreadbus.archivist.writer import write_part_file
 from spreadbus.config import Settings
 from spreadbus.web.api import create_app
 
-BASE = "http://testserver"
+BASE = "http://127.0.0.1:8050"  # a Host the web answers to (web.origin)
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def raw_get(app: FastAPI) -> RawGet:
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
             "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(),
-            "root_path": "", "query_string": b"", "headers": [(b"host", b"testserver")],
+            "root_path": "", "query_string": b"", "headers": [(b"host", b"127.0.0.1:8050")],
             "client": ("127.0.0.1", 1234), "server": ("testserver", 80),
         }  # fmt: skip
         await app(scope, receive, send)

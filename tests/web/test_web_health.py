@@ -115,5 +115,12 @@ async def test_docs_and_index_pages(api: httpx.AsyncClient) -> None:
     index = await api.get("/")
     assert index.status_code == 200
     assert index.headers["content-type"].startswith("text/html")
-    assert 'href="/api/docs"' in index.text
-    assert "dashboard" in index.text
+    assert "<title>spreadbus</title>" in index.text  # the dashboard's page
+    assert "DashRenderer" in index.text
+    for page in ("/alerts", "/system", "/pair/ETHUSDT-BTCUSDT", "/data"):
+        response = await api.get(page)
+        assert response.status_code == 200, page
+        assert "DashRenderer" in response.text, page
+    missing = await api.get("/api/no-such-thing")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not Found"}  # JSON, not the dashboard's page

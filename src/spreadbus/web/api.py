@@ -1,4 +1,5 @@
-"""The FastAPI app: ``create_app(settings, client)``.
+"""The FastAPI app: ``create_app(settings, client)``: the JSON API under ``/api`` and the
+Dash dashboard (:mod:`spreadbus.web.dashboard`) on every other path.
 
 OpenAPI document at ``/api/openapi.json``, interactive docs at ``/api/docs``. The app owns
 no background work: every request reads Redis (or the archive folder) and answers. Given no
@@ -12,39 +13,20 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
 
 from spreadbus import __version__
 from spreadbus.bus.connect import AsyncRedis
 from spreadbus.bus.service import EventLog
 from spreadbus.config import Settings
-from spreadbus.web import errors
+from spreadbus.web import dashboard, errors
 from spreadbus.web.auth import BasicAuthMiddleware, required_password
 from spreadbus.web.deps import RedisHandle
+from spreadbus.web.origin import OriginGuard, allowed_hosts
 from spreadbus.web.routes import ROUTERS
 from spreadbus.web.stats import RequestStats, RequestStatsMiddleware
 
 OPENAPI_URL: Final = "/api/openapi.json"
 DOCS_URL: Final = "/api/docs"
-
-INDEX_HTML: Final = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>spreadbus</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
-<h1>spreadbus</h1>
-<p>The live dashboard is coming here soon. Meanwhile the HTTP API is up:</p>
-<ul>
-<li><a href="/api/docs">API documentation</a> (<a href="/api/openapi.json">OpenAPI</a>)</li>
-<li><a href="/api/health">/api/health</a>: services and data source</li>
-<li><a href="/api/pairs">/api/pairs</a>: pairs under analysis</li>
-<li><a href="/api/alerts">/api/alerts</a>: recent alerts</li>
-<li><a href="/api/archive">/api/archive</a>: Parquet history</li>
-</ul>
-</body></html>
-"""
-
-
-async def _index() -> HTMLResponse:
-    return HTMLResponse(INDEX_HTML)
 
 
 def create_app(settings: Settings, client: AsyncRedis | None = None) -> FastAPI:
@@ -77,7 +59,9 @@ def create_app(settings: Settings, client: AsyncRedis | None = None) -> FastAPI:
     errors.install(app, EventLog("web"))
     for router in ROUTERS:
         app.include_router(router, prefix="/api")
-    app.add_api_route("/", _index, include_in_schema=False, response_class=HTMLResponse)
+    dashboard.mount(app, settings, handle)
+    # Middleware added last runs first: counters, then auth, then the Host/Origin guard.
+    app.add_middleware(OriginGuard, hosts=allowed_hosts(settings))
     if password is not None:
         app.add_middleware(BasicAuthMiddleware, password=password)
     app.add_middleware(RequestStatsMiddleware, stats=app.state.stats)  # outermost: counts 401s

@@ -8,14 +8,21 @@ that is merely absent: a pair the engine has not written yet is an empty mapping
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final, Literal
 
 import redis.exceptions
 
+from spreadbus.archivist.layout import archive_root
+from spreadbus.archivist.reader import list_files
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Alert, CodecError, alert_from_json
 from spreadbus.bus.configstore import load_pairs
+from spreadbus.logger.record import Record
+from spreadbus.logger.sink import LOG_FILE_NAME, log_dir
+from spreadbus.logger.view import LogFilter, parse_line
 from spreadbus.web.fields import Scalar, number, typed_fields
 from spreadbus.web.series import MINUTE_MS, Sample, align, read_window
 
@@ -46,7 +53,7 @@ async def snapshots(client: Any, names: Sequence[str]) -> dict[str, dict[str, Sc
     async with client.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.hgetall(keys.analytics_state(name))
-        replies: list[dict[bytes, bytes]] = await pipe.execute()
+        replies: list[Any] = await pipe.execute()
     return {name: typed_fields(raw) for name, raw in zip(names, replies, strict=True)}
 
 
@@ -55,7 +62,7 @@ async def feeds(client: Any, symbols: Sequence[str]) -> dict[str, dict[str, Scal
     async with client.pipeline(transaction=False) as pipe:
         for symbol in symbols:
             pipe.hgetall(keys.feed_state(symbol))
-        replies: list[dict[bytes, bytes]] = await pipe.execute()
+        replies: list[Any] = await pipe.execute()
     return {s: typed_fields(raw) for s, raw in zip(symbols, replies, strict=True)}
 
 
@@ -134,7 +141,7 @@ async def candles(
     if all(v is None for v in window.values()):
         return None
     if interval == "1m":
-        columns = {field: window[key] for field, key in series.items()}
+        columns: dict[str, Any] = {field: window[key] for field, key in series.items()}
     else:
         bucket = INTERVAL_MS[interval]
         starts = [s[0][0] for s in window.values() if s]
@@ -183,3 +190,36 @@ async def memory_and_keys(client: Any) -> dict[str, Scalar]:
         "maxmemory_bytes": int(memory.get("maxmemory", 0)),
         "keys": int(count),
     }
+
+
+def archive_summary(data_dir: Path) -> dict[str, int]:
+    """Files, bytes and newest modification (epoch ms) of the Parquet archive (blocking: the
+    caller runs it in a thread)."""
+    files = list_files(archive_root(data_dir))
+    return {
+        "files": len(files),
+        "bytes": sum(f.size for f in files),
+        "last_write_ms": max((f.mtime_ms for f in files), default=0),
+    }
+
+
+LOG_TAIL_BYTES: Final = 512 * 1024
+
+
+def recent_log_events(data_dir: Path, limit: int, min_level: str = "WARNING") -> list[Record]:
+    """The newest ``limit`` log events at ``min_level`` or above from the logger's live file,
+    newest first (blocking: the caller runs it in a thread). Reads only the file's tail."""
+    path = log_dir(data_dir) / LOG_FILE_NAME
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            start = max(size - LOG_TAIL_BYTES, 0)
+            handle.seek(start)
+            lines = handle.read().splitlines()
+    except FileNotFoundError:
+        return []
+    if start:
+        lines = lines[1:]  # the first line read from mid-file is a fragment
+    wanted = LogFilter(min_level=min_level)
+    events = (parse_line(line) for line in reversed(lines) if line.strip())
+    return [record for record in events if wanted.matches(record)][:limit]
