@@ -65,7 +65,7 @@ from spreadbus.analytics._validate import (
     require_window,
 )
 from spreadbus.analytics.hedge import RollingOLS
-from spreadbus.analytics.kalman import KalmanHedge
+from spreadbus.analytics.kalman import Cov2, KalmanHedge
 from spreadbus.analytics.risk import sharpe_ratio, sortino_ratio
 
 __all__ = ["BacktestResult", "Trade", "backtest"]
@@ -138,11 +138,14 @@ class _Signal:
         delta: float,
         obs_var: float,
         kalman_start: tuple[float, float],
+        kalman_cov: Cov2 | None,
     ) -> None:
         self._hedge = hedge
         self._window = window
         self._ols = RollingOLS(window)
-        self._kalman = KalmanHedge(delta, obs_var, initial_state=kalman_start)
+        self._kalman = KalmanHedge(
+            delta, obs_var, initial_state=kalman_start, initial_cov=kalman_cov
+        )
         self._seen = 0
 
     def observe(self, y: float, x: float) -> tuple[float, float]:
@@ -212,6 +215,7 @@ def backtest(
     slippage_bps: float = 0.0,
     max_hold: int | None = None,
     kalman_start: tuple[float, float] = (0.0, 0.0),
+    kalman_cov: Cov2 | None = None,
 ) -> BacktestResult:
     """Backtest the z-score mean-reversion rule on prices ``y``, ``x`` (module docstring).
 
@@ -219,7 +223,8 @@ def backtest(
     ``365 * 24 * 3600`` for 1-second bars. ``delta``/``obs_var`` configure the Kalman hedge;
     its defaults suit prices near 100 (see :mod:`spreadbus.analytics.kalman`): for a leg near
     98,000 something like ``delta=1e-10, obs_var=4.0`` gives z-scores that can reach the bands.
-    ``kalman_start`` is the filter's initial ``(alpha, beta)`` (see :class:`KalmanHedge`).
+    ``kalman_start``/``kalman_cov`` are the filter's initial ``(alpha, beta)`` and its 2x2
+    covariance (see :class:`KalmanHedge`; default zero state, zero covariance).
     """
     require_choice(hedge, "hedge", ("ols", "kalman"))
     window = require_window(window, minimum=3)
@@ -250,7 +255,7 @@ def backtest(
     n = y_arr.size
     ys = y_arr.tolist()
     xs = x_arr.tolist()
-    signal = _Signal(hedge, window, delta, obs_var, kalman_start)
+    signal = _Signal(hedge, window, delta, obs_var, kalman_start, kalman_cov)
     equity = np.empty(n)
     positions = np.zeros(n, dtype=np.int8)
     zscores = np.full(n, np.nan)

@@ -7,9 +7,9 @@ capital at entry); fees and slippage are in bps per leg per side.
 
 Kalman hedge: the filter runs on prices divided by their first value (both legs near 1), so
 its settings mean the same for a leg at 98,000 as for one at 2, started from the OLS fit of
-the first ``window`` bars (that data precedes every decision: no look-ahead), with the
-observation noise of that fit and a state drift of ``noise / window^2`` per bar (memory of
-about ``window`` bars). Scaling a price by a constant scales the units held by its inverse, so
+the first ``window`` bars and that fit's coefficient covariance (that data precedes every
+decision: no look-ahead), with the observation noise of that fit and a state drift of
+``noise / window^2`` per bar (memory of about ``window`` bars). Scaling a price by a constant scales the units held by its inverse, so
 notional, P&L and fees are those of the real prices; trades are reported in real units.
 
 Every money figure is in the capital's unit. A trade's ``pnl`` is net of its fees:
@@ -52,14 +52,22 @@ class BacktestParams:
     capital: float = 10_000.0
 
 
-def _kalman_settings(y_n: np.ndarray, x_n: np.ndarray, window: int) -> dict[str, object]:
+def kalman_settings(y_n: np.ndarray, x_n: np.ndarray, window: int) -> dict[str, object]:
+    """The filter's settings for prices near 1 (module docstring): started from the OLS fit of
+    the first ``window`` bars with that fit's coefficient covariance (so the filter keeps
+    learning the hedge as recursive least squares would), the fit's residual variance as
+    observation noise, and a drift of ``noise / window^2`` per bar."""
     fit = ols_hedge(y_n[:window], x_n[:window])
     noise = max(fit.resid_std**2, KALMAN_NOISE_FLOOR)
+    design = np.column_stack([np.ones(window), x_n[:window]])
+    cov = noise * np.linalg.inv(design.T @ design)
+    cov = (cov + cov.T) / 2  # exactly symmetric
     drift = noise / window**2
     return {
         "delta": drift / (1.0 + drift),
         "obs_var": noise,
         "kalman_start": (fit.alpha, fit.beta),
+        "kalman_cov": ((cov[0, 0], cov[0, 1]), (cov[1, 0], cov[1, 1])),
     }
 
 
@@ -81,7 +89,7 @@ def run_backtest(
     x_n = np.asarray(x, dtype=np.float64) / x_ref
     extra: dict[str, object] = {}
     if params.hedge == "kalman" and len(y) >= params.window >= 3:
-        extra = _kalman_settings(y_n, x_n, params.window)
+        extra = kalman_settings(y_n, x_n, params.window)
     result = backtest(
         y_n,
         x_n,
