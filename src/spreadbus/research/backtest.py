@@ -9,8 +9,9 @@ Kalman hedge: the filter runs on prices divided by their first value (both legs 
 its settings mean the same for a leg at 98,000 as for one at 2, started from the OLS fit of
 the first ``window`` bars and that fit's coefficient covariance (that data precedes every
 decision: no look-ahead), with the observation noise of that fit and a state drift of
-``noise / window^2`` per bar (memory of about ``window`` bars). Scaling a price by a constant scales the units held by its inverse, so
-notional, P&L and fees are those of the real prices; trades are reported in real units.
+``noise / window^2`` per bar (memory of about ``window`` bars). Scaling a price by a constant
+scales the units held by its inverse, so notional, P&L and fees are those of the real prices;
+trades are reported in real units.
 
 Every money figure is in the capital's unit. A trade's ``pnl`` is net of its fees:
 ``qty_y (exit_y - entry_y) + qty_x (exit_x - entry_x) - fees`` at the fill prices, and the
