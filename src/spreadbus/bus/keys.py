@@ -56,6 +56,12 @@ def candle_series(symbol: str, field: CandleField) -> str:
     return f"ts:ohlc:{{{symbol}}}:1m:{field}"
 
 
+def candle_series_pattern(field: CandleField) -> str:
+    """SCAN pattern matching :func:`candle_series` of every symbol (``{`` is no glob
+    character: it matches itself)."""
+    return f"ts:ohlc:{{*}}:1m:{field}"
+
+
 def candle_source_series(symbol: str, field: CandleField) -> str:
     """Per-millisecond pre-aggregate feeding one candle rule (open/high/low/volume).
 
