@@ -54,6 +54,9 @@ def mount(api: FastAPI, settings: Settings, handle: RedisHandle) -> Dash:
         suppress_callback_exceptions=True,  # pages come and go: their ids are not always there
         serve_locally=True,  # no CDN: the machine may have no internet
     )
+    # Callbacks are polled over HTTP (package doc): no websocket, so the browser must not try
+    # one (uvicorn runs with ws="none" and would log every attempt).
+    dash_app.backend.websocket_capability = False
     dash_app.layout = shell.layout()
     ctx = Context(settings, handle)
     shell.register(dash_app, ctx)

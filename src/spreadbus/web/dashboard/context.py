@@ -13,11 +13,13 @@ from typing import Any, ParamSpec, TypeVar
 
 from dash.exceptions import PreventUpdate
 
+from spreadbus.bus.service import EventLog
 from spreadbus.config import Settings
 from spreadbus.web.deps import RedisHandle
 from spreadbus.web.errors import REDIS_DOWN
 
 P = ParamSpec("P")
+LOG = EventLog("web")
 R = TypeVar("R")
 
 
@@ -31,7 +33,7 @@ class Context:
         return self.handle.get()
 
 
-def keep_on_outage(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def live_callback(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """A live callback that leaves the page as it is while Redis is away: the header says
     so (its own callback catches the outage), and the next tick after Redis returns updates
     everything again. Without this, each second would log a failed callback in the browser."""
@@ -42,5 +44,12 @@ def keep_on_outage(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]
             return await func(*args, **kwargs)
         except REDIS_DOWN:
             raise PreventUpdate from None
+        except PreventUpdate:
+            raise
+        except Exception as exc:
+            # Dash answers a bare 500; the traceback belongs in the log, where it is read.
+            LOG.error("dashboard callback failed", callback=func.__name__, error=repr(exc),
+                      exc_info=exc)  # fmt: skip
+            raise
 
     return wrapper

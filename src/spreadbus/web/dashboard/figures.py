@@ -39,7 +39,7 @@ HEIGHT: Final = 260
 def layout(title: str, revision: str, **extra: Any) -> dict[str, Any]:
     """The shared dark layout: tight margins, a hover line across traces, legend on top."""
     base: dict[str, Any] = {
-        "title": {"text": title, "x": 0.01, "y": 0.97, "font": {"size": 13}},
+        "title": {"text": title, "x": 0.01, "y": 0.97, "font": {"size": 13, "color": "#e5e8e8"}},
         "template": "plotly_dark",
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
@@ -50,7 +50,7 @@ def layout(title: str, revision: str, **extra: Any) -> dict[str, Any]:
         "legend": {"orientation": "h", "y": 1.12, "x": 0.35, "font": {"size": 11}},
         "xaxis": {"type": "date", "gridcolor": COLORS["grid"]},
         "yaxis": {"gridcolor": COLORS["grid"], "zeroline": False},
-        "font": {"size": 11},
+        "font": {"size": 11, "color": "#c8ced3"},
     }
     base.update(extra)
     return base

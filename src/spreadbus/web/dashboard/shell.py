@@ -18,7 +18,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from spreadbus.bus.codec import Alert
 from spreadbus.web import read
 from spreadbus.web.dashboard import fmt
-from spreadbus.web.dashboard.context import Context
+from spreadbus.web.dashboard.context import Context, live_callback
 from spreadbus.web.dashboard.pages import pages
 from spreadbus.web.errors import REDIS_DOWN
 from spreadbus.web.routes.health import Health, ServiceHealth, health
@@ -119,9 +119,12 @@ def _toast(alert: Alert) -> Any:
     when = time.strftime("%H:%M:%S", time.gmtime(alert.time_ms / 1000))
     body = alert.message or f"{alert.metric} {alert.op} {alert.threshold:g}"
     return dbc.Toast(
-        [html.Div(body), html.Small(f"{alert.metric} = {alert.value:.4g} · {when} UTC")],
+        [
+            html.Div(body, **cast(dict[str, Any], {"data-alert": alert.rule_id})),
+            html.Small(f"{alert.metric} = {alert.value:.4g} · {when} UTC"),
+        ],
         header=f"Alert {alert.pair}", icon="danger", duration=TOAST_MS, dismissable=True,
-        className="alert-toast", **{"data-alert": alert.rule_id},
+        className="alert-toast",
     )  # fmt: skip
 
 
@@ -153,6 +156,7 @@ def register(app: Dash, ctx: Context) -> None:
         Input("shell-tick", "n_intervals"),
         State("shell-state", "data"),
     )
+    @live_callback
     async def refresh(_n: int | None, state: dict[str, Any] | None) -> tuple[Any, ...]:
         before = dict(state or {})
         state = dict(before)
@@ -189,7 +193,9 @@ def register(app: Dash, ctx: Context) -> None:
         if state.get("banner") != banner:
             out[0], out[1] = banner, banner_class
             state["banner"] = banner
-        signature = zlib.crc32(repr([(c.title, c.children) for c in strip]).encode())
+        signature = zlib.crc32(
+            repr([(getattr(c, "title", None), c.children) for c in strip]).encode()
+        )
         if state.get("strip") != signature:
             out[2] = strip
             state["strip"] = signature

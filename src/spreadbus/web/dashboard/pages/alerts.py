@@ -17,7 +17,7 @@ from dash.exceptions import PreventUpdate
 from fastapi import HTTPException
 
 from spreadbus.web import read
-from spreadbus.web.dashboard.context import Context, keep_on_outage
+from spreadbus.web.dashboard.context import Context, live_callback
 from spreadbus.web.dashboard.pages import Page
 from spreadbus.web.routes import alerts as alert_routes
 
@@ -128,7 +128,7 @@ def register(app: Dash, ctx: Context) -> None:
         Input("alerts-tick", "n_intervals"),
         State("alerts-newest", "data"),
     )
-    @keep_on_outage
+    @live_callback
     async def feed(_n: int | None, newest: str | None) -> tuple[Any, Any]:
         alerts = await read.recent_alerts(ctx.client(), FEED_SIZE)
         key = f"{alerts[0].time_ms}:{alerts[0].rule_id}" if alerts else ""
@@ -140,7 +140,7 @@ def register(app: Dash, ctx: Context) -> None:
         Output("alerts-rules", "children"),
         Input("alerts-version", "data"),
     )
-    @keep_on_outage
+    @live_callback
     async def rules(_version: int) -> Any:
         answer = await alert_routes.rules(ctx.client())
         return _rules_table(answer.rules, answer.invalid)
@@ -156,7 +156,7 @@ def register(app: Dash, ctx: Context) -> None:
         State("alerts-version", "data"),
         prevent_initial_call=True,
     )  # fmt: skip
-    @keep_on_outage
+    @live_callback
     async def change(
         _save: int | None, _deletes: list[int | None], rule_id: str | None, *values_and_version: Any
     ) -> tuple[Any, ...]:
@@ -185,7 +185,7 @@ def register(app: Dash, ctx: Context) -> None:
         Input({"type": "rule-edit", "rule": ALL}, "n_clicks"),
         prevent_initial_call=True,
     )  # fmt: skip
-    @keep_on_outage
+    @live_callback
     async def edit(_clicks: list[int | None]) -> tuple[Any, ...]:
         trigger = dash_ctx.triggered_id
         if not isinstance(trigger, dict) or not dash_ctx.triggered[0]["value"]:

@@ -19,7 +19,7 @@ from dash import ALL, ClientsideFunction, Dash, Input, Output, State, dcc, html
 from spreadbus.bus.codec import Alert
 from spreadbus.web import read
 from spreadbus.web.dashboard import fmt
-from spreadbus.web.dashboard.context import Context, keep_on_outage
+from spreadbus.web.dashboard.context import Context, live_callback
 from spreadbus.web.dashboard.pages import Page
 
 SPARK_MINUTES: Final = 5
@@ -114,7 +114,7 @@ def register(app: Dash, ctx: Context) -> None:
         Output("ov-data", "data"),
         Input("ov-tick", "n_intervals"),
     )
-    @keep_on_outage
+    @live_callback
     async def refresh(n_intervals: int | None) -> dict[str, Any]:
         client = ctx.client()
         pairs, _ = await read.configured_pairs(client, ctx.settings.pairs)

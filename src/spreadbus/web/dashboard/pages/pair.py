@@ -19,7 +19,7 @@ from dash.exceptions import PreventUpdate
 from spreadbus.config import parse_pair
 from spreadbus.web import read
 from spreadbus.web.dashboard import figures, fmt
-from spreadbus.web.dashboard.context import Context, keep_on_outage
+from spreadbus.web.dashboard.context import Context, live_callback
 from spreadbus.web.dashboard.pages import Page
 from spreadbus.web.dashboard.pairdata import BAR_MS, MAX_MINUTES, PairFrame, load, z_window
 
@@ -82,13 +82,13 @@ def _controls(pair: str) -> Any:
 
     return dbc.Row(
         [
-            labelled("Pair", dcc.Dropdown(id="pair-select", value=pair, clearable=False,
-                                          options=[pair], className="dash-dark"), 3),
+            labelled("Pair", dbc.Select(id="pair-select", value=pair, size="sm",
+                                        options=[{"label": pair, "value": pair}]), 3),
             labelled("Bar", dbc.RadioItems(id="pair-bar", value="1s", inline=True,
                                            options=["1s", "1m", "5m"])),
-            labelled("Window", dcc.Dropdown(id="pair-window", value=60, clearable=False,
-                                            options=[{"label": t, "value": m}
-                                                     for m, t in WINDOWS])),
+            labelled("Window", dbc.Select(id="pair-window", value="60", size="sm",
+                                          options=[{"label": t, "value": str(m)}
+                                                   for m, t in WINDOWS])),
             labelled("Hedge", dbc.RadioItems(id="pair-hedge", value="ols", inline=True,
                                              options=[{"label": "OLS", "value": "ols"},
                                                       {"label": "Kalman", "value": "kalman"}])),
@@ -217,11 +217,11 @@ def register(app: Dash, ctx: Context) -> None:
         Output("pair-select", "options"),
         Input("pair-select", "value"),
     )
-    @keep_on_outage
-    async def choices(pair: str) -> list[str]:
+    @live_callback
+    async def choices(pair: str) -> list[dict[str, str]]:
         """Configured pairs, plus the one shown (any two symbols with data can be opened)."""
         pairs, _ = await read.configured_pairs(ctx.client(), ctx.settings.pairs)
-        return sorted({*pairs, pair})
+        return [{"label": p, "value": p} for p in sorted({*pairs, pair})]
 
     @app.callback(
         Output("url", "pathname", allow_duplicate=True),
@@ -242,7 +242,7 @@ def register(app: Dash, ctx: Context) -> None:
         Input("pair-hedge", "value"), Input("pair-entry", "value"), Input("pair-exit", "value"),
         Input("pair-normalise", "value"), Input("pair-epoch", "data"),
     )  # fmt: skip
-    @keep_on_outage
+    @live_callback
     async def build(
         pair: str,
         bar: str,
@@ -283,7 +283,7 @@ def register(app: Dash, ctx: Context) -> None:
         State({"type": "leg-kpi", "field": ALL, "symbol": ALL}, "id"),
         prevent_initial_call=True,
     )
-    @keep_on_outage
+    @live_callback
     async def live(
         _n: int,
         pair: str,
@@ -312,7 +312,7 @@ def register(app: Dash, ctx: Context) -> None:
             tail = LIVE_TAIL_MINUTES + math.ceil(ctx.settings.window / 60)
             frame = (await load(client, pair, "1s", tail, ctx.settings.window)).since(last)
             if len(frame):
-                cap = max(int((cursor or {}).get("points") or 0), min(minutes, 60) * 60)
+                cap = max(int((cursor or {}).get("points") or 0), min(int(minutes), 60) * 60)
                 extends = list(_extend(frame, hedge, cap).values())
                 cursor = {**cursor, "ts": frame.ts[-1]}
             else:

@@ -12,7 +12,7 @@ from dash import Dash, Input, Output, dcc, html
 
 from spreadbus.web import read
 from spreadbus.web.dashboard import fmt
-from spreadbus.web.dashboard.context import Context, keep_on_outage
+from spreadbus.web.dashboard.context import Context, live_callback
 from spreadbus.web.dashboard.pages import Page
 from spreadbus.web.dashboard.shell import service_state
 from spreadbus.web.routes.health import health
@@ -61,7 +61,7 @@ def register(app: Dash, ctx: Context) -> None:
         Output("sys-logs", "children"),
         Input("sys-tick", "n_intervals"),
     )
-    @keep_on_outage
+    @live_callback
     async def refresh(_n: int | None) -> tuple[Any, ...]:
         client = ctx.client()
         pairs, _ = await read.configured_pairs(client, ctx.settings.pairs)
