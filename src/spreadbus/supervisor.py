@@ -4,7 +4,11 @@ Children run in their own session, so a Ctrl-C in the terminal reaches only the 
 which then stops them in order (producers first, the logger last, Redis after everything).
 Each child also asks the kernel for SIGTERM if the supervisor dies (PR_SET_PDEATHSIG), so even
 ``kill -9`` of ``up`` leaves no orphans. A crashed child is restarted with capped exponential
-backoff; a child that ran for a while gets its backoff reset.
+backoff; a child that ran for a while gets its backoff reset. A child that exits with 2 (a bad
+setting: restarting cannot help) is stopped for good, with its reason. The embedded Redis is
+watched too: if it dies it is restarted on its own files (same port, password and AOF), and the
+services reconnect by themselves. An external Redis is checked for the TimeSeries module first.
+The status line shows each service's state from its heartbeat (:mod:`spreadbus.bus.health`).
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import redis
 from rich.console import Console
 
 from spreadbus.bus import keys
 from spreadbus.bus.connect import connect_sync, describe
-from spreadbus.bus.embedded import EmbeddedRedis
+from spreadbus.bus.embedded import EmbeddedRedis, EmbeddedRedisError, stale_url, url_file
+from spreadbus.bus.health import judge
 from spreadbus.config import Settings
 from spreadbus.proc import die_with_parent, terminate
 from spreadbus.services import SERVICES, STOP_ORDER
@@ -33,6 +39,31 @@ BACKOFF_CAP = 30.0
 STABLE_AFTER = 30.0  # seconds of uptime after which a crash counts as a fresh first crash
 STOP_TIMEOUT = 20.0
 STATUS_EVERY = 2.0  # s between looks at the heartbeats
+EXIT_BAD_SETTING = 2  # the CLI's exit status for a setting it cannot use: never restarted
+REDIS_RESTART_CAP = 10.0  # s between attempts to bring a dead embedded Redis back, at most
+
+
+class RedisModuleMissingError(RuntimeError):
+    """The external Redis cannot run spreadbus (no TimeSeries): one line for the user."""
+
+
+def check_timeseries(url: str, settings: Settings) -> None:
+    """Fail with one clear line if the Redis at ``url`` lacks the TimeSeries commands."""
+    client = connect_sync(settings, url)
+    try:
+        # reads no key: an empty answer with the module, "unknown command" without it
+        client.execute_command("TS.QUERYINDEX", "spreadbus_probe=1")  # type: ignore[no-untyped-call]
+    except redis.ResponseError as exc:
+        if "unknown command" in str(exc).lower():
+            raise RedisModuleMissingError(
+                f"Redis at {describe(url)} has no TimeSeries module (TS.QUERYINDEX unknown): use "
+                "Redis 8, Redis Stack, or load redistimeseries.so; or drop --redis-url for the "
+                "embedded one"
+            ) from None
+    except (redis.RedisError, OSError) as exc:
+        raise RedisModuleMissingError(f"cannot reach Redis at {describe(url)}: {exc}") from None
+    finally:
+        client.close()
 
 
 @dataclass
@@ -46,6 +77,7 @@ class Child:
     backoff: float = BACKOFF_FIRST
     restart_at: float | None = None
     history: list[int] = field(default_factory=list)  # exit codes, newest last
+    given_up: str | None = None  # why it is not restarted any more
 
     @property
     def pid(self) -> int | None:
@@ -62,6 +94,8 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self._status_client: redis.Redis | redis.RedisCluster | None = None
         self._last_status = ""
+        self._redis_backoff = BACKOFF_FIRST
+        self._redis_retry_at = 0.0
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if not self.stopping:
@@ -79,10 +113,19 @@ class Supervisor:
             logs.mkdir(parents=True, exist_ok=True)
             url = self.settings.redis_url
             if url is None:
+                if stale_url(self.settings.data_dir):  # left by an `up` killed with -9
+                    stale = url_file(self.settings.data_dir)
+                    self.say(f"redis    removing the stale {stale} of an earlier run")
+                    stale.unlink(missing_ok=True)
                 self.redis = EmbeddedRedis(self.settings.data_dir, self.settings.redis_port)
                 url = self.redis.start()
                 self.say(f"redis    embedded Redis 7.4 + timeseries at {describe(url)}")
             else:
+                try:
+                    check_timeseries(url, self.settings)
+                except RedisModuleMissingError as exc:
+                    self.say(f"[bold red]redis    {exc}[/]")
+                    return 1
                 self.say(f"redis    using {describe(url)}")
             env = dict(os.environ)
             env.update(self.settings.child_environment())
@@ -138,17 +181,49 @@ class Supervisor:
             if deadline is not None and now >= deadline:
                 self.say(f"--duration {self.duration:g} s reached")
                 return
+            self._tend_redis(now)
             for child in self.children.values():
                 self._tend(child, env, now)
             time.sleep(0.1)
 
+    def _tend_redis(self, now: float) -> None:
+        """Bring a dead embedded Redis back on its own files; the services reconnect."""
+        server = self.redis
+        if server is None or now < self._redis_retry_at:
+            return
+        if server.process is not None:
+            code = server.process.poll()
+            if code is None:
+                return
+            self.say(f"[yellow]redis    exited with code {code}; restarting on its files[/]")
+            server.process = None
+        try:
+            server.start()
+        except EmbeddedRedisError as exc:
+            self._redis_retry_at = now + self._redis_backoff
+            wait_s = self._redis_backoff
+            self.say(f"[red]redis    restart failed: {exc}; trying again in {wait_s:.0f} s[/]")
+            self._redis_backoff = min(self._redis_backoff * 2, REDIS_RESTART_CAP)
+            return
+        self._redis_backoff = BACKOFF_FIRST
+        self.say(f"redis    restarted at {describe(server.url)}")
+
     def _tend(self, child: Child, env: dict[str, str], now: float) -> None:
+        if child.given_up is not None:
+            return
         if child.process is not None:
             code = child.process.poll()
             if code is None:
                 return
             child.history.append(code)
             child.process = None
+            if code == EXIT_BAD_SETTING:
+                child.given_up = _last_line(child.log_path) or "a bad setting"
+                self.say(
+                    f"[bold red]{child.name:<8} exited with code 2 (a setting it cannot use): "
+                    f"not restarting. {child.given_up}[/]"
+                )
+                return
             if now - child.started_at > STABLE_AFTER:
                 child.backoff = BACKOFF_FIRST
             child.restart_at = now + child.backoff
@@ -162,19 +237,23 @@ class Supervisor:
             self._start(child, env)
 
     def _state(self, child: Child) -> str:
+        if child.given_up is not None:
+            return "stopped (bad setting)"
         if child.process is None:
             return "restarting"
         try:
             assert self._status_client is not None
-            beat = self._status_client.hgetall(keys.health(child.name))
+            beat: Any = self._status_client.hgetall(keys.health(child.name))
         except (redis.RedisError, OSError):
             return "unknown (redis unreachable)"
         if not beat:
             return "starting"
-        source = beat.get(b"source")
-        if isinstance(source, bytes):
-            return f"healthy ({source.decode()})"
-        return "healthy"
+        seen = judge(beat, time.time())
+        if seen.status == "stale":
+            return f"stale ({seen.reason})"
+        state = seen.state if not seen.reason else f"{seen.state} ({seen.reason})"
+        source = seen.beat.get("source")
+        return f"{state}, {source}" if source else state
 
     def _show_status(self) -> None:
         """One line with every service's state, printed when it changes."""
@@ -195,6 +274,17 @@ class Supervisor:
         if self.redis is not None:
             self.redis.stop()
             self.say("redis    stopped")
+
+
+def _last_line(path: Path) -> str:
+    """The child's last words (its one-line error), from its console log."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(handle.seek(0, os.SEEK_END) - 4096, 0))
+            lines = [ln.strip() for ln in handle.read().decode(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    return next((ln for ln in reversed(lines) if ln), "")
 
 
 def run_up(settings: Settings, duration: float | None) -> int:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from types import TracebackType
 
@@ -157,6 +158,19 @@ def _write_private(path: Path, text: str) -> None:
 def url_file(data_dir: Path) -> Path:
     """Where a running embedded Redis leaves its client URL, for services started by hand."""
     return data_dir / "redis" / "url"
+
+
+def stale_url(data_dir: Path) -> str | None:
+    """The URL in ``<data-dir>/redis/url`` if nothing listens at it any more (its server was
+    killed with -9 and could not remove the file), else None. Only loopback URLs are judged."""
+    try:
+        url = url_file(data_dir).read_text().strip()
+    except OSError:
+        return None
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.hostname not in ("127.0.0.1", "localhost") or parsed.port is None:
+        return None
+    return url if port_is_free(parsed.port) else None
 
 
 class EmbeddedRedis:

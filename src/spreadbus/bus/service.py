@@ -32,6 +32,7 @@ from redis.typing import EncodableT, FieldT
 from spreadbus.bus import keys
 from spreadbus.bus.codec import LEVELS, Level, LogEvent, log_event_to_json
 from spreadbus.bus.connect import AsyncRedis, RedisUnavailableError, connect, describe, resolve_url
+from spreadbus.bus.embedded import stale_url, url_file
 from spreadbus.bus.health import (
     HealthState,
     Verdict,
@@ -53,6 +54,7 @@ REDIS_ERRORS = (
 )
 LOG_QUEUE_LIMIT = 10_000
 LOG_STREAM_KEEP_MS = 24 * 3600 * 1000  # stream:logs keeps about a day (trimmed by MINID ~)
+STALE_URL_AFTER_S = 10.0  # nothing listening at the url file's address this long: stale
 SUMMARY_EVERY_S = 60.0  # a "health" summary event at most this often (and on state changes)
 STOP_GRACE = 15.0  # seconds a service gets to finish after the stop signal
 CLEANUP_STEP = 2.0  # seconds each cleanup step (close, last log flush) may take
@@ -234,6 +236,7 @@ async def _connect_when_ready(settings: Settings, log: EventLog, stop: asyncio.E
     """Connect, waiting (capped backoff) while Redis is not up yet, e.g. still loading its AOF."""
     delay = 0.2
     warned = False
+    stale_since: float | None = None
     while True:
         url = resolve_url(settings)
         client = connect(settings, url)
@@ -245,6 +248,18 @@ async def _connect_when_ready(settings: Settings, log: EventLog, stop: asyncio.E
             if not warned:
                 log.warning("waiting for redis", url=describe(url), error=str(exc))
                 warned = True
+            if settings.redis_url is None and stale_url(settings.data_dir) == url:
+                # nothing listens where <data-dir>/redis/url points; a supervisor restarting
+                # its Redis takes a second or two, a server killed with -9 never comes back
+                stale_since = stale_since or time.monotonic()
+                if time.monotonic() - stale_since > STALE_URL_AFTER_S:
+                    raise RedisUnavailableError(
+                        f"stale {url_file(settings.data_dir)}: nothing listens at "
+                        f"{describe(url)} (its Redis was killed?); start one with `spreadbus up` "
+                        f"or `spreadbus redis --data-dir {settings.data_dir}`, or give --redis-url"
+                    ) from None
+            else:
+                stale_since = None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
         if stop.is_set():
