@@ -52,7 +52,7 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
     while time.monotonic() < deadline:
         try:
             result = condition()
-        except Exception as exc:  # noqa: BLE001 - not ready yet: keep polling
+        except Exception as exc:  # not ready yet: keep polling
             last_error = exc
             result = None
         if result:
@@ -81,7 +81,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         def warmed_up() -> bool:
             snap = client.hgetall(f"state:analytics:{{{PAIR}}}")
             ok = httpx.get(f"{url}/api/health", timeout=2).status_code == 200
-            return ok and snap.get("beta", "nan") != "nan" and snap.get("adf_pvalue", "nan") != "nan"
+            warm = all(snap.get(f, "nan") != "nan" for f in ("beta", "adf_pvalue"))
+            return ok and warm
 
         wait_for(warmed_up, READY_TIMEOUT_S, "a warmed-up pair snapshot", every=1.0)
         client.close()
