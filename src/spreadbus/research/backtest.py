@@ -72,18 +72,16 @@ def kalman_settings(y_n: np.ndarray, x_n: np.ndarray, window: int) -> dict[str, 
     }
 
 
-def run_backtest(
-    ts_ms: np.ndarray, y: np.ndarray, x: np.ndarray, params: BacktestParams
-) -> dict[str, object]:
-    """Backtest one pair's aligned bar closes; :class:`AnalyticsInputError` names bad input.
-
-    Returns ``{"stats", "trades", "equity", "drawdown", "zscore", "positions"}`` with series as
-    ``[[ms, value], ...]`` (NaN z-scores as ``None``)."""
+def simulate(
+    y: np.ndarray, x: np.ndarray, params: BacktestParams
+) -> tuple[BacktestResult, np.ndarray, np.ndarray]:
+    """The library backtest on prices divided by their first value: ``(result, y_n, x_n)``
+    (module docstring); :class:`AnalyticsInputError` names bad input."""
     if not (params.capital > 0 and math.isfinite(params.capital)):
         raise AnalyticsInputError(f"capital: must be > 0, got {params.capital}")
-    if len(ts_ms) != len(y) or len(y) != len(x):
-        raise AnalyticsInputError("ts_ms, y and x must have the same length")
-    y_ref, x_ref = (float(y[0]), float(x[0])) if len(y) else (1.0, 1.0)
+    if len(y) != len(x) or len(y) == 0:
+        raise AnalyticsInputError("y and x must be non-empty and of the same length")
+    y_ref, x_ref = float(y[0]), float(x[0])
     if not (y_ref > 0 and x_ref > 0):
         raise AnalyticsInputError("prices must be > 0")
     y_n = np.asarray(y, dtype=np.float64) / y_ref
@@ -105,6 +103,20 @@ def run_backtest(
         max_hold=params.max_hold_bars,
         **extra,  # type: ignore[arg-type]
     )
+    return result, y_n, x_n
+
+
+def run_backtest(
+    ts_ms: np.ndarray, y: np.ndarray, x: np.ndarray, params: BacktestParams
+) -> dict[str, object]:
+    """Backtest one pair's aligned bar closes; :class:`AnalyticsInputError` names bad input.
+
+    Returns ``{"stats", "trades", "equity", "drawdown", "zscore", "positions"}`` with series as
+    ``[[ms, value], ...]`` (NaN z-scores as ``None``)."""
+    if len(ts_ms) != len(y):
+        raise AnalyticsInputError("ts_ms, y and x must have the same length")
+    result, y_n, x_n = simulate(y, x, params)
+    y_ref, x_ref = float(y[0]), float(x[0])
     return _report(np.asarray(ts_ms, dtype=np.int64), y_n, x_n, y_ref, x_ref, result, params)
 
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from spreadbus.web.routes import alerts, analytics, archive, health, pairs, symbols
+from spreadbus.web.routes import (
+    alerts,
+    analytics,
+    archive,
+    backtest,
+    datasets,
+    downloads,
+    health,
+    pairs,
+    screener,
+    symbols,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -14,4 +25,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     symbols.router,
     alerts.router,
     archive.router,
+    datasets.router,
+    backtest.router,
+    screener.router,
+    downloads.router,
 )

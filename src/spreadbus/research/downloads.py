@@ -1,0 +1,265 @@
+"""Downloads of any size, produced in chunks so memory stays flat: a symbol's ticks over a time
+range (the Parquet archive joined with the live stream), bars made from them, and a pair's
+analytics history (archive joined with the 1-second series in Redis).
+
+The tick seam: the archive holds a prefix of each tick stream (the Archivist writes entries in
+stream order, each once). The newest stream id in the symbol's archive is the seam: ticks up
+to it come from the archive, ticks after it from the stream (``XRANGE`` from just past it), so
+every tick comes from exactly one source, with no gap as long as the stream still holds what
+the Archivist has not written yet (it trims only what is minutes old). Only the real venue's
+ticks are served (the ghost venue is a simulation).
+
+The analytics seam is by time: archive rows up to the newest archived second, Redis samples
+after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from spreadbus.analytics.resample import BAR_MILLISECONDS, Rule, resample
+from spreadbus.archivist.convert import ANALYTICS_METRICS
+from spreadbus.archivist.layout import day_start_ms
+from spreadbus.archivist.reader import list_files, read_analytics, read_ticks
+from spreadbus.bus import keys
+from spreadbus.bus.codec import CodecError, tick_from_fields
+
+CHUNK: Final = 20_000
+DAY_MS: Final = 86_400_000
+GHOST: Final = "ghost"
+TICK_COLUMNS: Final = (
+    "stream_id", "symbol", "trade_id", "price", "qty", "side",
+    "trade_ts", "event_ts", "recv_ts", "source",
+)  # fmt: skip
+BAR_COLUMNS: Final = ("ts_ms", "open", "high", "low", "close", "volume", "trades")
+TICK_SCHEMA: Final = pa.schema(
+    [("stream_id", pa.string()), ("symbol", pa.string()), ("trade_id", pa.int64()),
+     ("price", pa.string()), ("qty", pa.string()), ("side", pa.string()),
+     ("trade_ts", pa.int64()), ("event_ts", pa.int64()), ("recv_ts", pa.float64()),
+     ("source", pa.string())]
+)  # fmt: skip
+Row = tuple[Any, ...]
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _archive_dates(archive_dir: Path, dataset: str, key: str) -> list[str]:
+    return sorted(
+        {f.date for f in list_files(archive_dir) if f.dataset == dataset and f.key == key}
+    )
+
+
+def _real(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["venue"] != GHOST]
+
+
+def _tick_seam(archive_dir: Path, symbol: str, dates: list[str]) -> str | None:
+    """The newest archived stream id of the symbol's real ticks (None: nothing archived)."""
+    for date in reversed(dates):
+        start = day_start_ms(date)
+        frame = _real(read_ticks(archive_dir, symbol, start, start + DAY_MS))
+        if len(frame):
+            newest = max(frame["stream_id"], key=_stream_id)
+            return str(newest)
+    return None
+
+
+def _ms(column: pd.Series) -> np.ndarray:
+    return np.asarray(pd.DatetimeIndex(column).as_unit("ms").asi8, dtype=np.int64)
+
+
+def _archive_rows(frame: pd.DataFrame, symbol: str) -> list[Row]:
+    recv_ms = np.asarray(pd.DatetimeIndex(frame["recv_ts"]).as_unit("us").asi8) / 1000.0
+    columns = zip(
+        frame["stream_id"].tolist(),
+        frame["trade_id"].tolist(),
+        frame["price_text"].tolist(),
+        frame["qty_text"].tolist(),
+        frame["side"].tolist(),
+        _ms(frame["ts"]).tolist(),
+        _ms(frame["event_ts"]).tolist(),
+        recv_ms.tolist(),
+        frame["venue"].tolist(),
+        strict=True,
+    )
+    return [
+        (sid, symbol, tid, p, q, side, t, e, round(r, 3), src)
+        for sid, tid, p, q, side, t, e, r, src in columns
+    ]
+
+
+async def tick_chunks(
+    client: Any, archive_dir: Path, symbol: str, start_ms: int, end_ms: int
+) -> AsyncIterator[list[Row]]:
+    """The symbol's real ticks with ``start_ms <= trade_ts < end_ms``: archive first, then
+    the stream past the seam, as lists of :data:`TICK_COLUMNS` rows (at most :data:`CHUNK`)."""
+    dates = await asyncio.to_thread(_archive_dates, archive_dir, "ticks", symbol)
+    seam = await asyncio.to_thread(_tick_seam, archive_dir, symbol, dates)
+    for date in dates:
+        day = day_start_ms(date)
+        lo, hi = max(start_ms, day), min(end_ms, day + DAY_MS)
+        if lo >= hi:
+            continue
+        frame = _real(await asyncio.to_thread(read_ticks, archive_dir, symbol, lo, hi))
+        for offset in range(0, len(frame), CHUNK):
+            yield _archive_rows(frame.iloc[offset : offset + CHUNK], symbol)
+    cursor = "-" if seam is None else f"({seam}"
+    key = keys.tick_stream(symbol)
+    while True:
+        entries = await client.xrange(key, min=cursor, max="+", count=CHUNK)
+        rows: list[Row] = []
+        for raw_id, fields in entries:
+            try:
+                tick = tick_from_fields(fields)
+            except CodecError:
+                continue  # not a tick: the gateway never writes one
+            if start_ms <= tick.trade_ts < end_ms:
+                stream_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                rows.append(
+                    (stream_id, tick.symbol, tick.trade_id, tick.price, tick.qty, tick.side,
+                     tick.trade_ts, tick.event_ts, round(tick.recv_ts, 3), tick.source)
+                )  # fmt: skip
+        if rows:
+            yield rows
+        if len(entries) < CHUNK:
+            return
+        last = entries[-1][0]
+        cursor = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+
+
+async def bar_chunks(ticks: AsyncIterator[list[Row]], bar: Rule) -> AsyncIterator[list[Row]]:
+    """Bars of ``bar`` from tick chunks (``trade_ts`` sorted): :func:`analytics.resample` per
+    chunk, the bar cut by a chunk's end merged with its continuation, quiet bars between
+    chunks filled as resample fills them (previous close, no volume)."""
+    bar_ms = BAR_MILLISECONDS[bar]
+    held: list[Any] | None = None  # the last bar so far: it may continue in the next chunk
+    async for chunk in ticks:
+        frame = pd.DataFrame(
+            {
+                "ts": [r[6] for r in chunk],
+                "price": [float(r[3]) for r in chunk],
+                "qty": [float(r[4]) for r in chunk],
+            }
+        )
+        bars = resample(frame, bar)
+        rows = [
+            [int(ts), o, h, lo, c, v, int(n)]
+            for ts, o, h, lo, c, v, n in zip(
+                pd.DatetimeIndex(bars.index).as_unit("ms").asi8.tolist(),
+                bars["open"].tolist(), bars["high"].tolist(), bars["low"].tolist(),
+                bars["close"].tolist(), bars["volume"].tolist(), bars["trades"].tolist(),
+                strict=True,
+            )
+        ]  # fmt: skip
+        out: list[Row] = []
+        if held is not None:
+            if rows[0][0] == held[0]:
+                first = rows.pop(0)
+                held = [held[0], held[1], max(held[2], first[2]), min(held[3], first[3]),
+                        first[4], held[5] + first[5], held[6] + first[6]]  # fmt: skip
+            if rows:
+                out.append(tuple(held))
+                close = held[4]
+                for ts in range(held[0] + bar_ms, rows[0][0], bar_ms):
+                    out.append((ts, close, close, close, close, 0.0, 0))
+                held = None
+        if rows:
+            held = rows.pop()
+            out.extend(tuple(r) for r in rows)
+        if out:
+            yield out
+    if held is not None:
+        yield [tuple(held)]
+
+
+async def analytics_chunks(
+    client: Any, archive_dir: Path, pair: str, start_ms: int, end_ms: int
+) -> AsyncIterator[list[Row]]:
+    """A pair's 1-second analytics ``(ts_ms, *ANALYTICS_METRICS)`` in ``[start_ms, end_ms)``:
+    archive rows, then Redis samples newer than the newest archived second."""
+    dates = await asyncio.to_thread(_archive_dates, archive_dir, "analytics", pair)
+    newest = -1
+    for date in dates:
+        day = day_start_ms(date)
+        frame = await asyncio.to_thread(read_analytics, archive_dir, pair, day, day + DAY_MS)
+        if len(frame):
+            stamps = _ms(frame["ts"])
+            newest = max(newest, int(stamps.max()))
+            keep = (stamps >= start_ms) & (stamps < end_ms)
+            if keep.any():
+                values = [frame[m].to_numpy()[keep].tolist() for m in ANALYTICS_METRICS]
+                yield [tuple(r) for r in zip(stamps[keep].tolist(), *values, strict=True)]
+    lo = max(start_ms, newest + 1)
+    if lo >= end_ms:
+        return
+    async with client.pipeline(transaction=False) as pipe:
+        for metric in ANALYTICS_METRICS:
+            pipe.execute_command("TS.RANGE", keys.analytics_series(pair, metric), lo, end_ms - 1)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    table: dict[int, list[float | None]] = {}
+    for index, reply in enumerate(replies):
+        if isinstance(reply, Exception):
+            continue  # no such series (yet)
+        for ts, value in reply:
+            table.setdefault(int(ts), [None] * len(ANALYTICS_METRICS))[index] = float(value)
+    rows = [(ts, *values) for ts, values in sorted(table.items())]
+    for offset in range(0, len(rows), CHUNK):
+        yield rows[offset : offset + CHUNK]
+
+
+# ---- encodings ---------------------------------------------------------------------------------
+async def csv_bytes(
+    header: Sequence[str], chunks: AsyncIterator[list[Row]]
+) -> AsyncIterator[bytes]:
+    """CSV text, one piece per chunk, header first."""
+    yield _csv_text([header])
+    async for rows in chunks:
+        yield _csv_text(rows)
+
+
+def _csv_text(rows: Iterable[Sequence[object]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows([("" if v is None else v) for v in row] for row in rows)
+    return buffer.getvalue().encode()
+
+
+async def write_parquet(path: Path, schema: pa.Schema, chunks: AsyncIterator[list[Row]]) -> int:
+    """Write the chunks as row groups of one Parquet file; returns the row count."""
+    count = 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        async for rows in chunks:
+            columns = list(zip(*rows, strict=True))
+            table = pa.table(
+                [pa.array(col, type=f.type) for col, f in zip(columns, schema, strict=True)],
+                schema=schema,
+            )
+            await asyncio.to_thread(writer.write_table, table)
+            count += len(rows)
+        if count == 0:
+            writer.write_table(schema.empty_table())
+    return count
+
+
+BAR_SCHEMA: Final = pa.schema(
+    [("ts_ms", pa.int64()), ("open", pa.float64()), ("high", pa.float64()),
+     ("low", pa.float64()), ("close", pa.float64()), ("volume", pa.float64()),
+     ("trades", pa.int64())]
+)  # fmt: skip
+ANALYTICS_COLUMNS: Final = ("ts_ms", *ANALYTICS_METRICS)
+ANALYTICS_SCHEMA: Final = pa.schema(
+    [("ts_ms", pa.int64()), *((m, pa.float64()) for m in ANALYTICS_METRICS)]
+)

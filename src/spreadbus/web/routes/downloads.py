@@ -1,0 +1,141 @@
+"""``/api/downloads``: ticks, bars and analytics history of any size, streamed.
+
+Ticks join the Parquet archive and the live stream with every tick once (see
+:mod:`spreadbus.research.downloads`). CSV streams as it is produced; Parquet is written to a
+temporary file row group by row group (memory stays flat), sent, then removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import pyarrow as pa
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
+
+from spreadbus.archivist.layout import archive_root
+from spreadbus.research import downloads as dl
+from spreadbus.web.deps import AppSettings, Client
+from spreadbus.web.export import MEDIA_TYPE as CSV_TYPE
+from spreadbus.web.names import pair_from_path, symbol_from_path
+from spreadbus.web.routes.archive import PARQUET_TYPE
+
+MAX_SPAN_MS: Final = 366 * 86_400_000
+Format = Literal["csv", "parquet"]
+Start = Annotated[int, Query(ge=0, description="epoch ms, inclusive")]
+End = Annotated[int, Query(ge=0, description="epoch ms, exclusive")]
+
+router = APIRouter(tags=["downloads"])
+
+
+def _span(start_ms: int, end_ms: int) -> None:
+    if end_ms <= start_ms:
+        raise HTTPException(422, detail="end_ms must be after start_ms")
+    if end_ms - start_ms > MAX_SPAN_MS:
+        raise HTTPException(422, detail="at most 366 days per download")
+
+
+async def _send(
+    settings: Any,
+    fmt: Format,
+    name: str,
+    header: tuple[str, ...],
+    schema: pa.Schema,
+    chunks: AsyncIterator[list[Any]],
+) -> StreamingResponse | FileResponse:
+    if fmt == "csv":
+        return StreamingResponse(
+            dl.csv_bytes(header, chunks),
+            media_type=CSV_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
+    folder = Path(settings.data_dir) / ".downloads"
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    handle, raw = tempfile.mkstemp(suffix=".parquet", dir=folder)
+    os.close(handle)
+    path = Path(raw)
+    try:
+        await dl.write_parquet(path, schema, chunks)
+    except BaseException:
+        await asyncio.to_thread(path.unlink, True)
+        raise
+    return FileResponse(
+        path,
+        media_type=PARQUET_TYPE,
+        filename=f"{name}.parquet",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+@router.get("/downloads/ticks", response_model=None)
+async def download_ticks(
+    client: Client,
+    settings: AppSettings,
+    symbol: str,
+    start_ms: Start,
+    end_ms: End,
+    fmt: Annotated[Format, Query(alias="format")] = "csv",
+) -> StreamingResponse | FileResponse:
+    """A symbol's real ticks with ``start_ms <= trade_ts < end_ms``, archive and live stream
+    joined (each tick once), prices and quantities in the exchange's decimal text."""
+    name = symbol_from_path(symbol)
+    _span(start_ms, end_ms)
+    chunks = dl.tick_chunks(client, archive_root(settings.data_dir), name, start_ms, end_ms)
+    return await _send(
+        settings, fmt, f"ticks_{name}_{start_ms}_{end_ms}", dl.TICK_COLUMNS, dl.TICK_SCHEMA, chunks
+    )
+
+
+@router.get("/downloads/bars", response_model=None)
+async def download_bars(
+    client: Client,
+    settings: AppSettings,
+    symbol: str,
+    start_ms: Start,
+    end_ms: End,
+    bar: Literal["1s", "1m", "5m", "1h"] = "1m",
+    fmt: Annotated[Format, Query(alias="format")] = "csv",
+) -> StreamingResponse | FileResponse:
+    """OHLCV bars made from the same ticks (start-labelled; a quiet bar repeats the last close
+    with no volume)."""
+    name = symbol_from_path(symbol)
+    _span(start_ms, end_ms)
+    ticks = dl.tick_chunks(client, archive_root(settings.data_dir), name, start_ms, end_ms)
+    return await _send(
+        settings,
+        fmt,
+        f"bars_{name}_{bar}_{start_ms}_{end_ms}",
+        dl.BAR_COLUMNS,
+        dl.BAR_SCHEMA,
+        dl.bar_chunks(ticks, bar),
+    )
+
+
+@router.get("/downloads/analytics", response_model=None)
+async def download_analytics(
+    client: Client,
+    settings: AppSettings,
+    pair: str,
+    start_ms: Start,
+    end_ms: End,
+    fmt: Annotated[Format, Query(alias="format")] = "csv",
+) -> StreamingResponse | FileResponse:
+    """A pair's 1-second analytics history (archive, then Redis)."""
+    name = pair_from_path(pair)
+    _span(start_ms, end_ms)
+    chunks = dl.analytics_chunks(client, archive_root(settings.data_dir), name, start_ms, end_ms)
+    safe = name.replace("/", "-")
+    return await _send(
+        settings,
+        fmt,
+        f"analytics_{safe}_{start_ms}_{end_ms}",
+        dl.ANALYTICS_COLUMNS,
+        dl.ANALYTICS_SCHEMA,
+        chunks,
+    )
