@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
+    if "pairs" in overrides:  # typed by the user: it replaces the stored set
+        overrides["pairs_override"] = True
     return load_settings(**overrides)
 
 

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     pairs: Annotated[tuple[str, ...], NoDecode] = Field(
         DEFAULT_PAIRS, description="Pairs Y/X, comma separated (seeds config:pairs)"
     )
+    pairs_override: bool = Field(
+        False,
+        description="Set by a typed --pairs: replace config:pairs at start (the environment "
+        "only seeds it); not passed on to the services `up` starts",
+    )
     source: str = Field("auto", description="auto | binance | sim | replay:PATH")
     speed: float = Field(1.0, ge=0, description="Replay speed: 1 real time, 0 as fast as possible")
     seed: int = Field(7, description="Random seed of the sim source and the ghost venue")
@@ -212,7 +217,7 @@ class Settings(BaseSettings):
         """These settings as ``SPREADBUS_*`` variables, for processes started by ``up``."""
         env: dict[str, str] = {}
         for name, value in self.model_dump().items():
-            if value is None:
+            if value is None or name == "pairs_override":  # `up` applies the flag once itself
                 continue
             text = ",".join(value) if isinstance(value, tuple) else str(value)
             env[f"SPREADBUS_{name.upper()}"] = text

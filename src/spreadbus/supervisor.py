@@ -13,6 +13,7 @@ The status line shows each service's state from its heartbeat (:mod:`spreadbus.b
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -27,7 +28,8 @@ import redis
 from rich.console import Console
 
 from spreadbus.bus import keys
-from spreadbus.bus.connect import connect_sync, describe
+from spreadbus.bus.configstore import replace_pairs_from_flag
+from spreadbus.bus.connect import connect, connect_sync, describe
 from spreadbus.bus.embedded import EmbeddedRedis, EmbeddedRedisError, stale_url, url_file
 from spreadbus.bus.health import judge
 from spreadbus.config import Settings
@@ -127,6 +129,8 @@ class Supervisor:
                     self.say(f"[bold red]redis    {exc}[/]")
                     return 1
                 self.say(f"redis    using {describe(url)}")
+            if self.settings.pairs_override:
+                self._replace_pairs(url)
             env = dict(os.environ)
             env.update(self.settings.child_environment())
             env["SPREADBUS_REDIS_URL"] = url
@@ -151,6 +155,20 @@ class Supervisor:
             return 0
         finally:
             self._stop_all()
+
+    def _replace_pairs(self, url: str) -> None:
+        """A typed ``--pairs`` wins over the stored set, once, before any service starts."""
+
+        async def replace() -> str | None:
+            client = connect(self.settings, url)
+            try:
+                return await replace_pairs_from_flag(client, self.settings.pairs)
+            finally:
+                await client.aclose()
+
+        message = asyncio.run(replace())
+        if message:
+            self.say(f"[bold]pairs    {message}[/]")
 
     def _start(self, child: Child, env: dict[str, str]) -> None:
         out = child.log_path.open("ab")

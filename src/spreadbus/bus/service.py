@@ -31,8 +31,10 @@ from redis.typing import EncodableT, FieldT
 
 from spreadbus.bus import keys
 from spreadbus.bus.codec import LEVELS, Level, LogEvent, log_event_to_json
+from spreadbus.bus.configstore import replace_pairs_from_flag
 from spreadbus.bus.connect import AsyncRedis, RedisUnavailableError, connect, describe, resolve_url
 from spreadbus.bus.embedded import stale_url, url_file
+from spreadbus.bus.errors import REDIS_ERRORS as REDIS_ERRORS  # noqa: PLC0414 (re-export)
 from spreadbus.bus.health import (
     HealthState,
     Verdict,
@@ -44,14 +46,6 @@ from spreadbus.bus.health import (
 from spreadbus.bus.health import describe as describe_health
 from spreadbus.config import Settings
 
-# Losing Redis: redis-py's own errors, and the socket-level ones it lets through. Not OSError as
-# a whole: a full disk (ENOSPC) or a permission error is a local problem, reported as such.
-REDIS_ERRORS = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
 LOG_QUEUE_LIMIT = 10_000
 LOG_STREAM_KEEP_MS = 24 * 3600 * 1000  # stream:logs keeps about a day (trimmed by MINID ~)
 STALE_URL_AFTER_S = 10.0  # nothing listening at the url file's address this long: stale
@@ -357,6 +351,14 @@ async def _lifecycle(factory: ServiceFactory, name: str, settings: Settings) -> 
         print(f"spreadbus {name}: {exc}", file=sys.stderr)
         stop_request.disarm()
         return 1
+    if settings.pairs_override:
+        try:
+            replaced = await replace_pairs_from_flag(client, settings.pairs)
+        except (*REDIS_ERRORS, redis.exceptions.ResponseError) as exc:
+            log.error("could not apply --pairs", error=str(exc))
+        else:
+            if replaced:
+                log.warning(replaced)
     service: Service | None = None
     tasks: list[asyncio.Task[None]] = []
     own = HealthState()  # the lifecycle's own essential task: the log publisher
