@@ -66,20 +66,23 @@ def _rules_table(rules: list[Any], invalid: dict[str, str]) -> Any:
 
 def _form() -> Any:
     def field(label: str, control: Any, width: int) -> Any:
-        return dbc.Col([dbc.Label(label), control], md=width)
+        return dbc.Col([dbc.Label(label), control], xs=width)
 
+    ops = [{"label": o, "value": o} for o in OPS]
     return dbc.Form(
         dbc.Row(
             [
-                field("Rule id", dbc.Input(id="rule-id", placeholder="z_eth_btc"), 2),
-                field("Metric", dbc.Input(id="rule-metric", value="zscore"), 2),
-                field("Op", dbc.Select(id="rule-op", value="abs>",
-                                       options=[{"label": o, "value": o} for o in OPS]), 1),
-                field("Threshold", dbc.Input(id="rule-threshold", type="number", value=2.5), 1),
-                field("Pair", dbc.Input(id="rule-pair", value="*"), 2),
-                field("Cooldown s", dbc.Input(id="rule-cooldown", type="number", value=60), 1),
-                field("Hysteresis", dbc.Input(id="rule-hysteresis", type="number", value=0.5), 1),
-                field("Message", dbc.Input(id="rule-message"), 2),
+                field("Rule id", dbc.Input(id="rule-id", placeholder="z_eth_btc", size="sm"), 4),
+                field("Metric", dbc.Input(id="rule-metric", value="zscore", size="sm"), 4),
+                field("Op", dbc.Select(id="rule-op", value="abs>", options=ops, size="sm"), 4),
+                field("Threshold", dbc.Input(id="rule-threshold", type="number", value=2.5,
+                                             size="sm"), 3),
+                field("Pair (* = all)", dbc.Input(id="rule-pair", value="*", size="sm"), 5),
+                field("Cooldown s", dbc.Input(id="rule-cooldown", type="number", value=60,
+                                              size="sm"), 2),
+                field("Hysteresis", dbc.Input(id="rule-hysteresis", type="number", value=0.5,
+                                              size="sm"), 2),
+                field("Message", dbc.Input(id="rule-message", size="sm"), 12),
             ],
             className="g-2 controls",
         ),
