@@ -19,8 +19,9 @@ import redis.exceptions
 from redis.typing import EncodableT, FieldT
 
 from spreadbus.bus import keys
-from spreadbus.bus.configstore import load_pairs, symbols_of
+from spreadbus.bus.configstore import ConfigWatcher, load_pairs, symbols_of
 from spreadbus.bus.connect import AsyncRedis
+from spreadbus.bus.health import HealthState
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
 from spreadbus.bus.ticks import TickWriter, last_trades
 from spreadbus.config import Settings
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from spreadbus.gateway.replay import Overlap
 
 STATE_INTERVAL = 1.0
+CONFIG_POLL_S = 30.0  # re-read config:pairs this often even without an announcement
 
 
 def feed_config(settings: Settings) -> FeedConfig:
@@ -76,6 +78,7 @@ class Gateway:
             ),
             symbols=set(),
         )
+        self.health_state = HealthState()
         self.feed: BinanceFeed | None = None
         self.backfill: Backfiller | None = None
         self._rates: dict[str, tuple[float, int]] = {}
@@ -97,15 +100,18 @@ class Gateway:
         self.ingest.last_seen.update(await last_trades(self.client, symbols))
         self.log.info("ready", source=self.source, symbols=len(symbols), pairs=len(self.pairs))
         flush_stop = asyncio.Event()
-        flusher = asyncio.create_task(self.ingest.run(flush_stop), name="flusher")
+        # essential tasks: if one ends, the heartbeat says failing (bus/health.py)
+        flusher = self.health_state.spawn("flusher", self.ingest.run(flush_stop))
+        watcher = ConfigWatcher(self.client, self._apply_config, CONFIG_POLL_S)
         helpers = [
-            asyncio.create_task(self._state_loop(stop), name="state"),
-            asyncio.create_task(self._watch_config(stop), name="config"),
+            self.health_state.spawn("state writer", self._state_loop(stop)),
+            self.health_state.spawn("config watcher", watcher.run(stop)),
         ]
         try:
             await self._run_source(symbols, stop)
             await stop.wait()  # a finished replay keeps the service (and its state) up
         finally:
+            self.health_state.tasks.clear()  # stopping: their end is no failure
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -196,22 +202,6 @@ class Gateway:
             return
         self.log.info("replay finished", path=path, stats=str(stats))
 
-    async def _watch_config(self, stop: asyncio.Event) -> None:
-        """Follow ``channel:config``: new pairs' symbols are prepared and subscribed live."""
-        while not stop.is_set():
-            pubsub = self.client.pubsub()
-            try:
-                await pubsub.subscribe(keys.CHANNEL_CONFIG)
-                while not stop.is_set():
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-                    if message is not None:
-                        await self._apply_config()
-            except REDIS_ERRORS:
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-
     async def _apply_config(self) -> None:
         before = set(self.ingest.symbols or ())
         symbols = await self._load_symbols()
@@ -220,10 +210,9 @@ class Gateway:
             await self.ingest.writer.prepare(added)
         if self.feed is not None:
             self.feed.set_symbols(symbols)
-        self.log.info(
-            "pairs changed", pairs=len(self.pairs), added=added,
-            removed=sorted(before - set(symbols)),
-        )  # fmt: skip
+        removed = sorted(before - set(symbols))
+        if added or removed:
+            self.log.info("pairs changed", pairs=len(self.pairs), added=added, removed=removed)
 
     async def _state_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -272,6 +261,12 @@ class Gateway:
     def health(self) -> Mapping[str, Any]:
         out: dict[str, Any] = {"source": self.source, "pairs": len(self.pairs)}
         out.update(self.ingest.health())
+        failing_s = out.get("write_failing_s")
+        if failing_s is None:
+            self.health_state.clear("writes")
+        else:  # batches kept and retried: late, not lost (yet)
+            reason = f"tick writes failing for {failing_s} s: {out.get('write_last_error', '')}"
+            self.health_state.set("writes", "degraded", reason[:300])
         # the worst symbol's latency: one number that says whether the feed is healthy
         for name in ("latency_ingest_p99_ms", "latency_exchange_p99_ms"):
             values = [fields[name] for fields in self._latency_fields.values() if name in fields]
