@@ -79,6 +79,8 @@ async def run_screener(
             )
         else:
             symbols = body.symbols or await history.candle_symbols(client)
+            if len(symbols) < 2:
+                raise HTTPException(422, detail=f"the screener needs 2 symbols, got {symbols}")
             if len(symbols) > MAX_SYMBOLS:
                 raise HTTPException(422, detail=f"{len(symbols)} symbols, at most {MAX_SYMBOLS}")
             closes = await history.live_closes(
