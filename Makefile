@@ -13,8 +13,14 @@ help:
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  benchmarks (table on stdout, JSON in bench/results/)"
 
+# A stock Debian/Ubuntu python3 has no venv/ensurepip until python3-venv is installed: say so,
+# instead of venv's own message, and leave no half-made .venv behind.
+VENV_PACKAGE = $(shell $(PYTHON) -c 'import sys; print("python3.%d-venv" % sys.version_info[1])' 2>/dev/null)
+
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.11 or newer (Debian: sudo apt-get install python3 python3-venv)" >&2; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || { echo "make: $(PYTHON) cannot create a virtual environment: install python3-venv first (Debian/Ubuntu: sudo apt-get install python3-venv $(VENV_PACKAGE)), then run make again" >&2; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: '$(PYTHON) -m venv $(VENV)' failed (see above); on Debian/Ubuntu: sudo apt-get install python3-venv $(VENV_PACKAGE)" >&2; exit 1; }
 
 $(STAMP)/deps: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from spreadbus.bus.connect import RedisUnavailableError
@@ -94,11 +95,46 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
+def _bench_checkout() -> Path | None:
+    """The source checkout holding ``bench/`` (the benchmarks are not in the installed package:
+    they need the test tooling and write their results next to themselves)."""
+    import spreadbus  # noqa: PLC0415
+
+    for folder in Path(spreadbus.__file__).resolve().parents:
+        if (folder / "bench" / "__main__.py").is_file() and (folder / "pyproject.toml").is_file():
+            return folder
+    return None
+
+
+def _run_bench(names: Sequence[str]) -> int:
+    checkout = _bench_checkout()
+    if checkout is None:
+        print(
+            "spreadbus bench: the benchmarks live in the source checkout (bench/), which this "
+            "installation does not come from; clone the repository and run `make bench` there",
+            file=sys.stderr,
+        )
+        return 1
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))
+    from bench.__main__ import discover  # noqa: PLC0415 (found just above)
+    from bench.__main__ import main as bench_main  # noqa: PLC0415
+
+    unknown = [name for name in names if name not in discover()]
+    if unknown:
+        print(
+            f"spreadbus bench: unknown benchmark {', '.join(unknown)}; "
+            f"choose from {', '.join(discover())}",
+            file=sys.stderr,
+        )
+        return 2
+    code: int = bench_main(names)
+    return code
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench":
-        from bench.__main__ import main as bench_main  # noqa: PLC0415 (dev-only package)
-
-        return bench_main(args.names)
+        return _run_bench(args.names)
     settings = _settings(args)
     if args.command == "up":
         from spreadbus.supervisor import run_up  # noqa: PLC0415
