@@ -20,7 +20,8 @@ import pandas as pd
 
 from spreadbus import analytics as an
 from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_to_fields
+from spreadbus.bus.codec import Tick
+from spreadbus.bus.tickschema import to_fields
 from spreadbus.bus.connect import AsyncRedis
 from spreadbus.bus.ticks import SymbolBatch, TickWriter
 from spreadbus.config import Settings
@@ -69,7 +70,7 @@ def stream_entries(ticks: Iterable[Tick], ghost: bool = False) -> dict[str, list
     for seq, tick in enumerate(ticks, start=1):
         key = keys.ghost_stream(tick.symbol) if ghost else keys.tick_stream(tick.symbol)
         entry_id = f"{int(tick.recv_ts)}-{seq}" if ghost else tick.stream_id
-        fields = {k.encode(): v.encode() for k, v in tick_to_fields(tick).items()}
+        fields = {k.encode(): v.encode() for k, v in to_fields(tick, ghost=ghost).items()}
         out.setdefault(key, []).append((entry_id.encode(), fields))
     return out
 
@@ -111,9 +112,9 @@ def reference_at(bars: pd.DataFrame, bar_ms: int, window: int) -> Reference:
     y, x = w["y"].to_numpy(), w["x"].to_numpy()
     fit = an.ols_hedge(y, x)
     sp = an.spread(y, x, fit.beta, fit.alpha)
-    corr = math.nan
-    if len(upto) > window:
-        corr = an.rolling_corr(upto["y"].to_numpy(), upto["x"].to_numpy(), window).last
+    # one-second returns of the bars so far, at most ``window`` of them (pandas, two-pass)
+    returns = upto[["y", "x"]].pct_change().iloc[1:].iloc[-window:]
+    corr = float(returns["y"].corr(returns["x"])) if len(w) >= pairstate.MIN_BARS else math.nan
     return Reference(
         beta=fit.beta,
         alpha=fit.alpha,

@@ -18,6 +18,14 @@ from spreadbus import analytics as an
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Tick
 from spreadbus.engine.core import EngineCore
+from spreadbus.engine.pairstate import (
+    BAR_FIELDS,
+    EG_FIELDS,
+    MIN_BARS,
+    OU_FIELDS,
+    STATS_FIELDS,
+    PairState,
+)
 
 from .helpers import (
     START_MS,
@@ -97,7 +105,7 @@ def test_snapshot_equals_offline_analytics(run: Run) -> None:
         # every bar that is final for both legs, and no more: the last second is still open
         assert bar_ms == bars.index[-2]
         ref = reference_at(bars, bar_ms, WINDOW)
-        assert snap["n"] == ref.n == WINDOW
+        assert snap["bars"] == ref.n == snap["window_bars"] == WINDOW
         for name in ("beta", "alpha", "spread_bar", "zscore_bar", "spread_std", "corr"):
             assert snap[name] == pytest.approx(getattr(ref, name), rel=1e-9, abs=1e-12), name
         assert snap["kalman_beta"] == pytest.approx(kalman_reference(bars, bar_ms), rel=1e-12)
@@ -115,12 +123,24 @@ def test_snapshot_equals_offline_analytics(run: Run) -> None:
         test = an.adf(sp, maxlag=1, autolag=None)
         assert snap["adf_stat"] == pytest.approx(test.stat, rel=1e-9)
         assert snap["adf_pvalue"] == pytest.approx(test.pvalue, rel=1e-9)
-        assert snap["half_life"] == pytest.approx(an.half_life(sp), rel=1e-9)
+        assert snap["half_life_ar1"] == pytest.approx(an.half_life_ar1(sp), rel=1e-9)
         assert snap["hurst"] == pytest.approx(an.hurst(sp), rel=1e-9)
         report = an.risk(pd.Series(sp).diff().to_numpy()[1:] / (ys + abs(fit.beta) * xs)[:-1],
                          365 * 86400)  # fmt: skip
         assert snap["spread_vol"] == pytest.approx(report.vol_ann, rel=1e-9)
         assert snap["var_95"] == pytest.approx(report.var_95, rel=1e-9)
+        assert snap["max_drawdown"] == pytest.approx(report.max_drawdown, rel=1e-9, abs=1e-15)
+        assert snap["sharpe_ann"] == pytest.approx(report.sharpe, rel=1e-9)
+        assert snap["sortino_ann"] == pytest.approx(report.sortino, rel=1e-9)
+        # the OU half-life and its interval: the window of the bar they name
+        ys, xs = window_arrays(bars, int(snap["ou_ms"]), WINDOW)
+        fit = an.ols_hedge(ys, xs)
+        ou = an.ou_fit(an.spread(ys, xs, fit.beta, fit.alpha), level=0.90)
+        assert bar_ms - snap["ou_ms"] < 15_000
+        assert (snap["half_life"], snap["half_life_lo"], snap["half_life_hi"]) == pytest.approx(
+            (ou.half_life, ou.half_life_lo, ou.half_life_hi), rel=1e-6
+        )
+        assert snap["half_life_lo"] <= snap["half_life"] <= snap["half_life_hi"]
         ys, xs = window_arrays(bars, int(snap["eg_ms"]), WINDOW)
         eg = an.engle_granger(ys, xs, maxlag=1, autolag=None)
         assert snap["eg_pvalue"] == pytest.approx(eg.pvalue, rel=1e-9)
@@ -175,7 +195,7 @@ def test_bad_entries_are_counted_and_skipped() -> None:
     assert position.last_id == good[-1][0].decode()
     reasons = [b.reason for b in core.take_bad_entries()]
     assert len(reasons) == 5 and "misses field" in reasons[0] and "non-numeric" in reasons[1]
-    assert out.pair_fields["ETHUSDT/BTCUSDT"]["n"] == 20
+    assert out.pair_fields["ETHUSDT/BTCUSDT"]["bars"] == 20
 
 
 def test_a_quiet_leg_holds_the_pair_only_while_its_stream_is_busy() -> None:
@@ -206,3 +226,29 @@ def test_a_quiet_leg_holds_the_pair_only_while_its_stream_is_busy() -> None:
     # B silent for more than STALE_S while A traded: the pair moves on, B carried forward
     assert pair.clock.next_sec == START_MS // 1000 + 11 - 3
     assert not math.isnan(float(pair.values["bar_ms"]))
+
+
+def test_every_statistic_warms_up_by_the_same_rule() -> None:
+    """NaN until MIN_BARS bars, then all at once, each over the bars there are (issue 13)."""
+    ticks = sim_ticks(["ETHUSDT/BTCUSDT"], 40, seed=5)
+    bars = pair_bars(ticks, "ETHUSDT/BTCUSDT")
+    state = PairState("ETHUSDT/BTCUSDT", window=WINDOW, stale_s=60, history_s=WINDOW)
+    statistics = (*BAR_FIELDS, *STATS_FIELDS, *OU_FIELDS, *EG_FIELDS)
+    for count, (ms, row) in enumerate(bars.iterrows(), start=1):
+        for job in state.on_bars([(ms // 1000, float(row["y"]), float(row["x"]))], live=False):
+            job.run()
+        values = state.values
+        assert values["bars"] == count and values["window_bars"] == WINDOW
+        if count < MIN_BARS:
+            assert all(math.isnan(values[f]) for f in statistics), count
+            continue
+        # inf is an answer (a half-life interval that reaches "no reversion"), NaN is not
+        missing = [f for f in statistics if math.isnan(values[f])]
+        assert missing == [], (count, missing)
+        ref = reference_at(bars, ms, WINDOW)  # pandas over the bars so far
+        assert values["corr"] == pytest.approx(ref.corr, rel=1e-9)
+        assert values["beta"] == pytest.approx(ref.beta, rel=1e-9)
+        if count == MIN_BARS + 5:
+            break
+    else:
+        pytest.fail("the sim gave too few bars")

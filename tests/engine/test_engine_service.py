@@ -75,7 +75,7 @@ def assert_matches_offline(
     bars = pair_bars(ticks, pair)
     bar_ms = int(snap["bar_ms"])
     ref = reference_at(bars, bar_ms, WINDOW)
-    assert snap["n"] == ref.n == WINDOW
+    assert snap["bars"] == ref.n == snap["window_bars"] == WINDOW
     for name in ("beta", "alpha", "spread_bar", "zscore_bar", "spread_std", "corr"):
         assert snap[name] == pytest.approx(getattr(ref, name), rel=1e-9, abs=1e-12), name
     if kalman_from >= 0:
@@ -134,7 +134,7 @@ async def test_snapshot_equals_offline_analytics(
         health = engine.health()
     kalman_from = warm_start_ms(ticks, PAIR) if mode == "warm" else 0
     assert_matches_offline(snap, ticks, PAIR, kalman_from=kalman_from)
-    assert snap["updated_ms"] > 0 and snap["window"] == WINDOW
+    assert snap["updated_ms"] > 0 and snap["window_bars"] == WINDOW
     cursor = await load_cursor(aredis)
     for symbol in PAIR.split("/"):
         assert (await aredis.hget(keys.analytics_state(symbol), "price")) is not None
@@ -226,7 +226,7 @@ async def test_pairs_added_and_removed_at_run_time(
 
         async def sol_ready() -> dict[str, float] | None:
             snap = await snapshot(aredis, "SOLUSDT/ETHUSDT")
-            return snap if snap.get("n") == WINDOW else None
+            return snap if snap.get("bars") == WINDOW else None
 
         snap = await eventually(sol_ready, what="the new pair's full window")
         assert isinstance(snap, dict)

@@ -15,14 +15,19 @@ Streaming forms for the engine's per-bar loop, each O(1) per update:
 - :class:`RollingZ` (``update(spread)``, ``z``): the z-score of the spread.
 - :class:`RollingCorr` (``update(price_a, price_b)``, ``corr``): correlation of returns.
 
-Window-level tests (``adf``, ``half_life``, ``hurst``) take the window as an array.
+Window-level tests (``adf``, ``ou_fit``, ``half_life_ar1``, ``hurst``) take the window as an
+array. ``ou_fit`` is the half-life to show (robust to the noise of last-trade bars, with an
+interval); ``half_life_ar1`` is the plain AR(1) one, kept to compare (``half_life`` is its old
+name, still used by ``spreadbus.research``).
 """
 
 from spreadbus.analytics._validate import AnalyticsInputError, ArrayLike, FloatArray
 from spreadbus.analytics.backtest import BacktestResult, Trade, backtest
 from spreadbus.analytics.basis import arbitrage_basis
+from spreadbus.analytics.carry import CARRY_FIELDS, LegFunding, carry
 from spreadbus.analytics.hedge import HedgeFit, RollingOLS, ols_hedge, robust_hedge
 from spreadbus.analytics.kalman import KalmanHedge, KalmanResult, KalmanState, kalman_hedge
+from spreadbus.analytics.meanrev import OUFit, half_life_of_phi, ou_fit
 from spreadbus.analytics.resample import resample
 from spreadbus.analytics.risk import RiskReport, max_drawdown, risk
 from spreadbus.analytics.spread import (
@@ -39,12 +44,15 @@ from spreadbus.analytics.stationarity import (
     JohansenResult,
     adf,
     engle_granger,
-    half_life,
+    half_life_ar1,
     hurst,
     johansen,
 )
 
+half_life = half_life_ar1  # the old name: research/ still calls it (see its owners' issue)
+
 __all__ = [
+    "CARRY_FIELDS",
     "ADFResult",
     "AnalyticsInputError",
     "ArrayLike",
@@ -56,6 +64,8 @@ __all__ = [
     "KalmanHedge",
     "KalmanResult",
     "KalmanState",
+    "LegFunding",
+    "OUFit",
     "RiskReport",
     "RollingCorr",
     "RollingOLS",
@@ -65,13 +75,17 @@ __all__ = [
     "adf",
     "arbitrage_basis",
     "backtest",
+    "carry",
     "engle_granger",
     "half_life",
+    "half_life_ar1",
+    "half_life_of_phi",
     "hurst",
     "johansen",
     "kalman_hedge",
     "max_drawdown",
     "ols_hedge",
+    "ou_fit",
     "resample",
     "risk",
     "robust_hedge",

@@ -261,6 +261,20 @@ class RollingCorr:
             self._window.push(a / previous[0] - 1.0, b / previous[1] - 1.0)
 
     @property
+    def count(self) -> int:
+        """Points (returns, or level pairs) in the window so far."""
+        return self._window.count
+
+    def corr_so_far(self) -> float:
+        """Correlation over the points pushed so far, full window or not (at least 3): the
+        warm-up value; raises with fewer points or a flat leg."""
+        if self._window.count < 3:
+            raise AnalyticsInputError(
+                f"RollingCorr: {self._window.count} {self._on} so far, need at least 3"
+            )
+        return correlation(*self._window.centred("a", "b"))
+
+    @property
     def corr(self) -> float:
         """Correlation over the full window; raises before it is full or if a leg is flat."""
         window = self._window

@@ -30,6 +30,7 @@ from spreadbus.analytics._validate import (
     require_not_constant,
     require_window,
 )
+from spreadbus.analytics.meanrev import half_life_of_phi
 
 __all__ = [
     "ADFResult",
@@ -37,7 +38,7 @@ __all__ = [
     "JohansenResult",
     "adf",
     "engle_granger",
-    "half_life",
+    "half_life_ar1",
     "hurst",
     "johansen",
 ]
@@ -195,8 +196,11 @@ def johansen(prices_2d: ArrayLike, det_order: int = 0, k_ar_diff: int = 1) -> Jo
     return JohansenResult(**arrays)
 
 
-def half_life(spread: ArrayLike) -> float:
+def half_life_ar1(spread: ArrayLike) -> float:
     """Half-life of mean reversion in bars, from the AR(1) fit ``s_t = c + phi s_{t-1} + e``.
+
+    Biased short when the spread carries observation noise (last trades, tick rounding): see
+    :func:`spreadbus.analytics.ou_fit` for the estimate to show; this one is kept to compare.
 
     Fitted as ``diff(s) = c + b s_{t-1}`` by OLS (``phi = 1 + b``); for an Ornstein-Uhlenbeck
     process sampled every bar ``phi = exp(-theta)``, so the half-life is ``-ln 2 / ln phi``
@@ -216,12 +220,7 @@ def half_life(spread: ArrayLike) -> float:
     lagged_dev = lagged - lagged.mean()
     spread_squares = require_measurable(float(lagged_dev @ lagged_dev), "spread")
     slope = float(lagged_dev @ (change - change.mean())) / spread_squares
-    phi = 1.0 + slope
-    if phi >= 1.0:
-        return math.inf
-    if phi <= 0.0:
-        return 0.0
-    return -math.log(2.0) / math.log(phi)
+    return half_life_of_phi(1.0 + slope)
 
 
 def hurst(series: ArrayLike, max_lag: int | None = None) -> float:

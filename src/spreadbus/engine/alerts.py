@@ -45,17 +45,13 @@ from pydantic import (
 
 from spreadbus.bus.codec import Alert
 from spreadbus.config import SYMBOL_RE, parse_pair
+from spreadbus.engine.pairstate import STATISTIC_FIELDS
 
 Op = Literal[">", "<", ">=", "<=", "abs>"]
 Scope = Literal["pair", "symbol"]
 
-PAIR_METRICS: Final = frozenset(
-    {
-        "beta", "alpha", "r2", "kalman_beta", "kalman_alpha", "spread", "zscore", "spread_bar",
-        "zscore_bar", "spread_std", "corr", "adf_stat", "adf_pvalue", "eg_stat", "eg_pvalue",
-        "half_life", "hurst", "spread_vol", "var_95", "cvar_95", "last_price_y", "last_price_x",
-    }
-)  # fmt: skip
+# every numeric statistic of the pair snapshot (the fields are defined once, in pairstate)
+PAIR_METRICS: Final = frozenset(STATISTIC_FIELDS)
 SYMBOL_METRICS: Final = frozenset(
     {"basis_bps", "basis_bps_mean", "price", "trade_rate_10s", "volume_60s"}
 )

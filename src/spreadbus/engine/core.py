@@ -16,10 +16,11 @@ cursor, atomically with the batch's results (:mod:`spreadbus.engine.writer`).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from spreadbus.analytics import LegFunding
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Alert
 from spreadbus.engine.alerts import AlertBook, Rule
@@ -238,6 +239,15 @@ class EngineCore:
             self._moved = {}
         out.recv_ms, self._recv = self._recv, []
         return out
+
+    def apply_funding(self, legs: Mapping[str, LegFunding | None], now_ms: int) -> None:
+        """The symbols' latest funding (None: none known): every pair with both legs known
+        recomputes its carry, written by the next :meth:`step`."""
+        for pair, state in self.pairs.items():
+            y, x = legs.get(state.y), legs.get(state.x)
+            if y is not None and x is not None:
+                state.on_funding(y, x, now_ms)
+                self._touched_pairs.add(pair)
 
     def run_jobs(self, budget_s: float) -> int:
         """Deferred statistics for at most about ``budget_s``; their pairs are written by the

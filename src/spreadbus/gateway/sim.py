@@ -600,6 +600,37 @@ class SimMarket:
             self._pending.pop(0)
         return build_ticks(columns, recv, SOURCE)
 
+    def trade_arrays(self, to_ms: int | float) -> dict[str, tuple[IntArray, FloatArray]]:
+        """The trades :meth:`advance` would hand out, per symbol as ``(trade ms, price)``
+        arrays in trade-time order: offline analysis of long runs (benchmarks against
+        :meth:`truth`) without building a :class:`Tick` per trade."""
+        to_ms = math.floor(to_ms)
+        if to_ms <= self._clock:
+            return {}
+        while self._next_chunk <= to_ms:
+            self._generate_chunk()
+        self._clock = to_ms
+        taken: list[tuple[ObjArray, IntArray, ObjArray]] = []
+        while self._pending:
+            chunk = self._pending[0]
+            end = int(np.searchsorted(chunk.trade_ts, to_ms, side="right"))
+            sl = slice(chunk.offset, end)
+            taken.append((chunk.symbol[sl], chunk.trade_ts[sl], chunk.price[sl]))
+            if end < len(chunk.trade_ts):
+                chunk.offset = end
+                break
+            self._pending.pop(0)
+        if not taken:
+            return {}
+        symbols = np.concatenate([t[0] for t in taken])
+        times = np.concatenate([t[1] for t in taken])
+        prices = np.concatenate([t[2] for t in taken])
+        out: dict[str, tuple[IntArray, FloatArray]] = {}
+        for symbol in self.symbols:
+            mine = symbols == symbol
+            out[symbol] = (times[mine], prices[mine].astype(np.float64))
+        return out
+
     def ticks(self, until_ms: int, recv_ts: float = 0.0) -> Iterable[list[Tick]]:
         """Batches of one chunk each up to ``until_ms`` (offline use: tests, benchmarks)."""
         while self._clock < until_ms:
