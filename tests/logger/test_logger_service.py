@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from spreadbus.config import Settings
 from spreadbus.logger.service import next_retry_delay
 from spreadbus.logger.sink import LOG_FILE_NAME, log_dir
 from spreadbus.proc import free_port
+from spreadbus.testing import tmpfs
 
 from .helpers import LoggedEvent, eventually, publish, read_records, running_logger
 
@@ -173,24 +173,11 @@ def test_reconnect_backoff_starts_at_once_and_is_capped() -> None:
 
 @contextlib.contextmanager
 def small_tmpfs(path: Path, size: str) -> Iterator[Callable[[str], None]]:
-    """A real, tiny filesystem at ``path`` (needs root); yields a resize function."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True, check=False,
-    )  # fmt: skip
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-
-    def resize(new_size: str) -> None:
-        subprocess.run(
-            ["mount", "-o", f"remount,size={new_size}", str(path)], check=True, capture_output=True
-        )
-
     try:
-        yield resize
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+        with tmpfs.small_tmpfs(path, size) as resize:
+            yield resize
+    except tmpfs.TmpfsUnavailableError as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
 
 
 async def test_a_full_disk_is_reported_as_such_and_nothing_is_lost_when_space_returns(

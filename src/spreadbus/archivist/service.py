@@ -44,7 +44,10 @@ from spreadbus.archivist.manifest import analytics_key
 from spreadbus.archivist.spool import ZERO_ID, Entry, Spool, StreamId, format_id, parse_id
 from spreadbus.archivist.writer import ArchiveWriter
 from spreadbus.bus import keys
+from spreadbus.bus.configstore import ConfigWatcher
 from spreadbus.bus.connect import AsyncRedis, is_cluster
+from spreadbus.bus.errors import disk_problem
+from spreadbus.bus.health import HealthState
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
 from spreadbus.config import Settings, symbols_of
 
@@ -96,6 +99,8 @@ class Archivist:
             "errors": 0,
             "last_write_ms": 0,
         }
+        self.health_state = HealthState()
+        self.config_watcher = ConfigWatcher(client, self._refresh_pairs, PAIRS_REFRESH_S)
         self._halt = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()  # held by a read round, and by the gap check
@@ -121,8 +126,8 @@ class Archivist:
         with contextlib.suppress(*REDIS_ERRORS):
             await self._refresh_pairs()
         await self._check_gaps()  # before reading: was anything trimmed while we were away?
-        reader = asyncio.create_task(self._read_loop(stop), name="archivist-reader")
-        watcher = asyncio.create_task(self._watch_config(stop), name="archivist-config")
+        reader = self.health_state.spawn("reader", self._read_loop(stop))
+        watcher = self.health_state.spawn("config watcher", self.config_watcher.run(stop))
         clean = False
         try:
             await self._flush(compact=True)  # whatever a previous run left in the spool
@@ -132,6 +137,7 @@ class Archivist:
                     await self._flush(compact=True)
             clean = True
         finally:
+            self.health_state.tasks.clear()  # stopping: their end is no failure
             if not clean:
                 self._halt.set()
             await asyncio.gather(reader, return_exceptions=True)
@@ -204,10 +210,12 @@ class Archivist:
                 if stopping:
                     return
                 self.counters["errors"] += 1
+                self.health_state.set("redis", "degraded", f"stream read failed: {exc!r}"[:300])
                 self.log.warning("stream read failed", error=repr(exc), retry_s=backoff)
                 await _sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            self.health_state.clear("redis")
             backoff = 0.2
             if stopping and got == 0:
                 return
@@ -240,11 +248,13 @@ class Archivist:
         try:
             await asyncio.to_thread(self.spool.append, entries, ordinals)
         except OSError as exc:
-            # Cursor not advanced: the same entries are read again on the next round.
+            # Cursor not advanced: the same entries are read again on the next round, when
+            # there is space again (a full disk is a disk problem, not a Redis one).
             self.counters["errors"] += 1
-            self.log.error("spool write failed", error=repr(exc))
+            self._disk_failed("spool", exc)
             await asyncio.sleep(1.0)
             return 0
+        self._disk_ok("spool")
         moved: dict[str, str] = {}
         for stream, entry_id, _ in entries:
             moved[stream] = entry_id  # entries of one stream arrive in id order
@@ -299,32 +309,20 @@ class Archivist:
             self.log.info("pairs changed", pairs=",".join(pairs))
             self.pairs = pairs
 
-    async def _watch_config(self, stop: asyncio.Event) -> None:
-        refreshed = time.monotonic()
-        pubsub: Any = None
-        try:
-            while not stop.is_set():
-                changed = False
-                try:
-                    if pubsub is None:
-                        pubsub = self.client.pubsub()
-                        await pubsub.subscribe(keys.CHANNEL_CONFIG)
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    changed = message is not None
-                except (*REDIS_ERRORS, AttributeError, NotImplementedError):
-                    if pubsub is not None:
-                        with contextlib.suppress(Exception):
-                            await pubsub.aclose()
-                    pubsub = None
-                    await _sleep_unless(stop, 1.0)
-                if changed or time.monotonic() - refreshed >= PAIRS_REFRESH_S:
-                    refreshed = time.monotonic()
-                    with contextlib.suppress(*REDIS_ERRORS):
-                        await self._refresh_pairs()
-        finally:
-            if pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+    # -- disk trouble ---------------------------------------------------------------------
+
+    def _disk_failed(self, step: str, exc: OSError) -> None:
+        """Report a disk problem once per episode (health says it until the step succeeds)."""
+        problem = disk_problem(exc)
+        first = f"disk:{step}" not in self.health_state.conditions
+        self.health_state.set(f"disk:{step}", "failing", f"{step}: {problem}")
+        if first:
+            self.log.error(f"{step} write failed", problem=problem, error=repr(exc))
+
+    def _disk_ok(self, step: str) -> None:
+        if f"disk:{step}" in self.health_state.conditions:
+            self.health_state.clear(f"disk:{step}")
+            self.log.info(f"{step} writable again")
 
     # -- writing --------------------------------------------------------------------------
 
@@ -372,10 +370,15 @@ class Archivist:
                 result = await asyncio.to_thread(
                     self.writer.write_batch, self.spool, segments, candles, analytics
                 )
+            except OSError as exc:  # nothing committed: the spool keeps it for the next flush
+                self.counters["errors"] += 1
+                self._disk_failed("archive", exc)
+                return
             except Exception as exc:
                 self.counters["errors"] += 1
                 self.log.error("archive write failed", error=repr(exc), exc_info=exc)
                 return
+            self._disk_ok("archive")
             if candles is not None:
                 self._recent_candles.update(self._candles_seen)
             if result.batch:
@@ -409,10 +412,15 @@ class Archivist:
             result = await asyncio.to_thread(
                 compact_archive, self.root, self.settings.archive_compact_parts, today
             )
+        except OSError as exc:  # the parts stay as they are; merged on a later round
+            self.counters["errors"] += 1
+            self._disk_failed("compaction", exc)
+            return
         except Exception as exc:
             self.counters["errors"] += 1
             self.log.error("compaction failed", error=repr(exc), exc_info=exc)
             return
+        self._disk_ok("compaction")
         if result.partitions:
             self.counters["compactions"] += result.partitions
             self.log.info(

@@ -113,12 +113,23 @@ class ConfigWatcher:
                         await self.on_change()
                         pending = False
                         self.changes += 1
-            except (*REDIS_ERRORS, redis.exceptions.ResponseError, AttributeError):
-                # AttributeError: redis-py's pubsub on a dropped cluster node connection
+            except (
+                *REDIS_ERRORS,
+                redis.exceptions.ResponseError,
+                AttributeError,
+                NotImplementedError,
+            ):
+                # AttributeError: redis-py's pubsub on a dropped cluster node connection;
+                # NotImplementedError: a client without Pub/Sub. The poll still runs.
                 self.errors += 1
                 self.subscribed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
+                if time.monotonic() >= due and not stop.is_set():
+                    with contextlib.suppress(*REDIS_ERRORS, redis.exceptions.ResponseError):
+                        due = time.monotonic() + self.poll_s
+                        await self.on_change()
+                        self.changes += 1
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()

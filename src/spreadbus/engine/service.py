@@ -31,8 +31,9 @@ from typing import Any, Final
 
 from spreadbus.bus import keys
 from spreadbus.bus.codec import epoch_ms
-from spreadbus.bus.configstore import load_pairs, symbols_of
+from spreadbus.bus.configstore import ConfigWatcher, load_pairs, symbols_of
 from spreadbus.bus.connect import AsyncRedis, is_cluster
+from spreadbus.bus.health import HealthState
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
 from spreadbus.config import Settings
 from spreadbus.engine.consumer import (
@@ -79,19 +80,22 @@ class QuantEngine:
         self.warm_sources: dict[str, str] = {}
         self._config_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once the state is built (windows warm)
-        self._subscribed = asyncio.Event()
+        self.health_state = HealthState()
+        # applied by the loop between two batches; the watcher only flags the change
+        self.config_watcher = ConfigWatcher(client, self._flag_config_change, CONFIG_POLL_S)
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         # Listen before reading the configuration: a change announced while the state is being
         # built is then applied right after, not missed until the next poll.
-        watcher = asyncio.create_task(self._watch_config(stop), name="engine-config")
+        watcher = self.health_state.spawn("config watcher", self.config_watcher.run(stop))
         try:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._subscribed.wait(), 5.0)
+                await asyncio.wait_for(self.config_watcher.subscribed.wait(), 5.0)
             await self._start()
             await self._loop(stop)
         finally:
+            self.health_state.tasks.clear()  # stopping: its end is no failure
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
 
@@ -117,11 +121,13 @@ class QuantEngine:
         self.log.warning(
             "redis unavailable; will rebuild from the stored cursor", error=repr(error)
         )
+        self.health_state.set("redis", "degraded", f"redis unavailable: {error!r}"[:300])
         delay = 0.2
         while not stop.is_set():
             try:
                 await self.client.ping()
                 await self._start()
+                self.health_state.clear("redis")
                 return
             except REDIS_ERRORS:
                 with contextlib.suppress(TimeoutError):
@@ -135,7 +141,6 @@ class QuantEngine:
         read-ahead commits nothing, so a crash still resumes from the stored cursor."""
         interval = max(1.0, self.settings.heartbeat_interval)
         report_at = time.monotonic() + interval
-        poll_at = time.monotonic() + CONFIG_POLL_S
         reading: asyncio.Task[StreamBatch] | None = None
         try:
             while not stop.is_set():
@@ -146,9 +151,8 @@ class QuantEngine:
                     batch = await reading
                     reading = None
                     self.report.add_phase("read", (time.perf_counter() - waited) * 1000.0)
-                    if self._config_changed.is_set() or time.monotonic() >= poll_at:
+                    if self._config_changed.is_set():  # announced, polled or resubscribed
                         self._config_changed.clear()
-                        poll_at = time.monotonic() + CONFIG_POLL_S
                         await self._apply_config()
                     out, entries, began = self._apply(batch)
                     # the write goes out first: Redis answers in order, and latency counts
@@ -280,22 +284,8 @@ class QuantEngine:
         # first batch, starting again at the then newest id would skip what came in between.
         await self.writer.save_positions(new_positions, self.core.counts())
 
-    async def _watch_config(self, stop: asyncio.Event) -> None:
-        """Follow ``channel:config``; the loop applies a change between two batches."""
-        while not stop.is_set():
-            pubsub = self.client.pubsub()
-            try:
-                await pubsub.subscribe(keys.CHANNEL_CONFIG)
-                self._subscribed.set()
-                while not stop.is_set():
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
-                    if message is not None:
-                        self._config_changed.set()
-            except REDIS_ERRORS:
-                await asyncio.sleep(1.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    async def _flag_config_change(self) -> None:
+        self._config_changed.set()
 
     # ---- diagnostics ----------------------------------------------------------------------
     def _log_bad_entries(self) -> None:
