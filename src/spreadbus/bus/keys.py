@@ -81,6 +81,11 @@ def analytics_series(pair: str, metric: str) -> str:
     return f"ts:analytics:{{{pair}}}:{metric}"
 
 
+def funding_series(symbol: str) -> str:
+    """Funding rate per markPrice update (fraction per funding interval), 24 h."""
+    return f"ts:funding:{{{symbol}}}"
+
+
 def analytics_state(name: str) -> str:
     """Latest snapshot hash of a symbol (``BTCUSDT``) or a pair (``ETHUSDT/BTCUSDT``)."""
     return f"state:analytics:{{{name}}}"

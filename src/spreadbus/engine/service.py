@@ -47,6 +47,7 @@ from spreadbus.engine.consumer import (
 )
 from spreadbus.engine.core import EngineCore, StreamPosition, WriteSet
 from spreadbus.engine.diagnostics import Report
+from spreadbus.engine.feed import FEED_EVERY_S, FEED_FIELDS, leg_funding
 from spreadbus.engine.rulestore import load_rules
 from spreadbus.engine.warmstart import warm_bars
 from spreadbus.engine.writer import SnapshotWriter, WriteError, ensure_pair_series
@@ -141,6 +142,7 @@ class QuantEngine:
         read-ahead commits nothing, so a crash still resumes from the stored cursor."""
         interval = max(1.0, self.settings.heartbeat_interval)
         report_at = time.monotonic() + interval
+        feed_at = time.monotonic()
         reading: asyncio.Task[StreamBatch] | None = None
         try:
             while not stop.is_set():
@@ -161,6 +163,9 @@ class QuantEngine:
                     reading = self._read_ahead()
                     await storing
                     self._run_jobs()
+                    if time.monotonic() >= feed_at:
+                        await self._read_feed()
+                        feed_at = time.monotonic() + FEED_EVERY_S
                     if time.monotonic() >= report_at:
                         await self._publish_report(interval)
                         report_at = time.monotonic() + interval
@@ -170,6 +175,22 @@ class QuantEngine:
                     await self._recover(stop, exc)
         finally:
             await _cancelled(reading)
+
+    async def _read_feed(self) -> None:
+        """The legs' funding from the gateway's ``state:feed`` hashes, once a second: each
+        pair's carry and mark-to-index basis (:meth:`EngineCore.apply_funding`)."""
+        symbols = list(self.core.symbols)
+        if not symbols:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for symbol in symbols:
+                pipe.hmget(keys.feed_state(symbol), list(FEED_FIELDS))
+            answers = await pipe.execute()
+        legs = {
+            symbol: leg_funding(dict(zip(FEED_FIELDS, answer, strict=True)))
+            for symbol, answer in zip(symbols, answers, strict=True)
+        }
+        self.core.apply_funding(legs, int(epoch_ms()))
 
     def _read_ahead(self) -> asyncio.Task[StreamBatch]:
         core = self.core

@@ -52,12 +52,32 @@ class Skipped:
     symbol: str = ""
 
 
-Parsed = Tick | ControlReply | Skipped
+@dataclass(frozen=True, slots=True)
+class MarkPrice:
+    """One ``markPriceUpdate`` (see :func:`parse_mark_price`); prices in quote currency, the
+    funding rate a fraction per funding interval, times epoch ms."""
+
+    symbol: str
+    mark_price: float
+    index_price: float
+    settle_price: float
+    funding_rate: float
+    next_funding_ms: int
+    event_ms: int
+    recv_ts: float
+
+
+Parsed = Tick | ControlReply | Skipped | MarkPrice
 
 
 def stream_name(symbol: str, kind: StreamKind = "aggTrade") -> str:
     """``("BTCUSDT", "aggTrade")`` -> ``"btcusdt@aggTrade"`` (stream names are lower case)."""
     return f"{symbol.lower()}@{kind}"
+
+
+def mark_price_stream(symbol: str) -> str:
+    """``"BTCUSDT"`` -> ``"btcusdt@markPrice@1s"`` (``market`` route, one update a second)."""
+    return f"{symbol.lower()}@markPrice@1s"
 
 
 def stream_symbol(name: str) -> str:
@@ -103,6 +123,14 @@ def _decimal(payload: Mapping[str, Any], key: str) -> tuple[str, float]:
     if not is_decimal_text(text):
         raise FrameError("bad_number", f"field {key!r} is not a decimal string: {text!r}")
     return text, float(text)
+
+
+def _signed_decimal(payload: Mapping[str, Any], key: str) -> float:
+    """A decimal string that may be negative (a funding rate)."""
+    text = payload[key]
+    if not is_decimal_text(text.removeprefix("-") if isinstance(text, str) else text):
+        raise FrameError("bad_number", f"field {key!r} is not a decimal string: {text!r}")
+    return float(text)
 
 
 def _int(payload: Mapping[str, Any], key: str) -> int:
@@ -166,6 +194,52 @@ def parse_trade(data: Mapping[str, Any], recv_ts: float, source: str = "binance"
         raise FrameError("missing_field", f"trade misses field {exc.args[0]!r}") from None
 
 
+def parse_mark_price(data: Mapping[str, Any], recv_ts: float) -> MarkPrice:
+    """A ``markPriceUpdate`` payload (``<s>@markPrice@1s``, ``market`` route)::
+
+        {"e":"markPriceUpdate","E":1562305380000,"s":"BTCUSDT","p":"11794.15000000",
+         "i":"11784.62659091","P":"11784.25641265","r":"0.00038167","T":1562306400000}
+
+    ``p`` mark price, ``i`` index price, ``P`` estimated settle price, ``r`` funding rate (a
+    fraction per funding interval, paid by longs to shorts when positive; may be negative),
+    ``T`` next funding time, ``E`` event time. Unknown fields are ignored. The funding interval
+    is not in the payload: derive it from successive ``T`` values.
+    """
+    try:
+        _, mark = _decimal(data, "p")
+        _, index = _decimal(data, "i")
+        if mark <= 0 or index <= 0:
+            raise FrameError("bad_price", f"non-positive mark or index price in {data!r}")
+        return MarkPrice(
+            symbol=str(data["s"]),
+            mark_price=mark,
+            index_price=index,
+            settle_price=_decimal(data, "P")[1] if "P" in data else float("nan"),
+            funding_rate=_signed_decimal(data, "r"),
+            next_funding_ms=_int(data, "T"),
+            event_ms=_int(data, "E"),
+            recv_ts=recv_ts,
+        )
+    except KeyError as exc:
+        raise FrameError("missing_field", f"markPriceUpdate misses field {exc.args[0]!r}") from None
+
+
+def mark_price_frame(mark: MarkPrice) -> bytes:
+    """The combined-stream frame Binance would send for ``mark`` (the sim and the local
+    server speak the protocol through this, so the parser is what reads them)."""
+    return orjson.dumps(
+        {
+            "stream": mark_price_stream(mark.symbol),
+            "data": {
+                "e": "markPriceUpdate", "E": mark.event_ms, "s": mark.symbol,
+                "p": f"{mark.mark_price:.8f}", "i": f"{mark.index_price:.8f}",
+                "P": f"{mark.settle_price:.8f}", "r": f"{mark.funding_rate:.8f}",
+                "T": mark.next_funding_ms,
+            },
+        }
+    )  # fmt: skip  (the sim and the server always have a finite settle price)
+
+
 def parse_message(message: Any, recv_ts: float, source: str = "binance") -> Parsed:
     """A decoded JSON message: combined-stream wrapper, bare payload or control reply."""
     if not isinstance(message, dict):
@@ -179,6 +253,8 @@ def parse_message(message: Any, recv_ts: float, source: str = "binance") -> Pars
         return parse_agg_trade(message, recv_ts, source)
     if event == "trade":
         return parse_trade(message, recv_ts, source)
+    if event == "markPriceUpdate":
+        return parse_mark_price(message, recv_ts)
     if event is None and "id" in message and ("result" in message or "code" in message):
         return ControlReply(
             id=message.get("id"),

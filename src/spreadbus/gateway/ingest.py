@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from spreadbus.bus.codec import Tick, epoch_ms
 from spreadbus.bus.service import EventLog
 from spreadbus.bus.ticks import SymbolBatch, TickWriter, WriteError, WriteResult, error_kind
-from spreadbus.gateway.binance import ControlReply, FrameError, Parsed, Skipped, parse_frame
+from spreadbus.gateway.binance import (
+    ControlReply,
+    FrameError,
+    MarkPrice,
+    Parsed,
+    Skipped,
+    parse_frame,
+)
+from spreadbus.gateway.funding import FundingBook
 from spreadbus.gateway.ghost import GhostVenue
 from spreadbus.gateway.latency import RollingLatency, SymbolLatency
 
@@ -64,6 +72,7 @@ class Ingest:
         self.flush_delay = RollingLatency(4096)
         self.last_tick: dict[str, Tick] = {}
         self.last_ghost: dict[str, Tick] = {}
+        self.funding = FundingBook()  # markPrice updates: mark, index, funding per symbol
         self.on_gap: GapListener | None = None
         self._pending: dict[str, list[Tick]] = defaultdict(list)
         self._held: dict[str, list[Tick]] = {}  # symbols waiting for a gap back-fill
@@ -88,6 +97,9 @@ class Ingest:
             return None
         if isinstance(parsed, Tick):
             self._accept(parsed)
+        elif isinstance(parsed, MarkPrice):
+            self.counters["mark_prices"] += 1
+            self.funding.on_mark(parsed)
         elif isinstance(parsed, Skipped):
             self.counters["skipped"] += 1
         elif isinstance(parsed, ControlReply) and parsed.is_error:

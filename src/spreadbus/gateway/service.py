@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from spreadbus.gateway.replay import Overlap
 
 STATE_INTERVAL = 1.0
+FUNDING_RETENTION_MS = 24 * 3600 * 1000
 CONFIG_POLL_S = 30.0  # re-read config:pairs this often even without an announcement
 
 
@@ -85,6 +86,7 @@ class Gateway:
         # latency percentiles per symbol, refreshed by the state loop (cost: sorting a window),
         # read by the heartbeat, so no caller summarizes every symbol at once
         self._latency_fields: dict[str, dict[str, float]] = {}
+        self._funding_ms: dict[str, int] = {}  # event time of the last funding sample written
 
     async def _load_symbols(self) -> list[str]:
         self.pairs = await load_pairs(self.client, self.settings.pairs)
@@ -243,6 +245,7 @@ class Gateway:
             if tick is not None:
                 state["ghost_basis_bps"] = round((float(ghost.price) / tick.price_f - 1) * 1e4, 3)
         state["source"] = self.source
+        state.update(self.ingest.funding.fields(symbol))
         return state
 
     async def _write_state(self) -> None:
@@ -253,6 +256,14 @@ class Gateway:
         async with self.client.pipeline(transaction=False) as pipe:
             for symbol in symbols:
                 pipe.hset(keys.feed_state(symbol), mapping=self._symbol_state(symbol, now))
+                mark = self.ingest.funding.latest.get(symbol)
+                if mark is not None and self._funding_ms.get(symbol) != mark.event_ms:
+                    self._funding_ms[symbol] = mark.event_ms
+                    pipe.execute_command(
+                        "TS.ADD", keys.funding_series(symbol), mark.event_ms, mark.funding_rate,
+                        "RETENTION", FUNDING_RETENTION_MS, "ON_DUPLICATE", "LAST",
+                        "LABELS", "symbol", symbol, "kind", "funding",
+                    )  # fmt: skip
                 # A symbol's summary costs a fraction of a millisecond; with hundreds of
                 # symbols, one pass without a break would hold every tick's flush back.
                 await asyncio.sleep(0)

@@ -64,6 +64,8 @@ from scipy.signal import lfilter
 
 from spreadbus.bus.codec import Tick, epoch_ms
 from spreadbus.config import parse_pair
+from spreadbus.gateway.binance import mark_price_frame
+from spreadbus.gateway.simfunding import sim_marks
 from spreadbus.gateway.sink import TickSink
 
 SOURCE: Final = "sim"
@@ -709,13 +711,17 @@ async def run_sim(
     ``speed`` > 0: every ``interval_s`` of wall time the sim clock moves by ``speed`` times the
     elapsed wall time and what is due is pushed in one batch (speed 1 = real time).
     ``speed`` 0: as fast as the sink takes them, ``batch_ms`` of sim time per batch.
-    ``recv_ts`` is the wall clock (epoch ms) at push time.
+    ``recv_ts`` is the wall clock (epoch ms) at push time. Once per second of sim time each
+    symbol's markPrice update (:mod:`spreadbus.gateway.simfunding`, mark = last trade) goes to
+    the sink as the Binance frame it would be, so the same parser reads it.
     """
     if speed < 0:
         raise ValueError(f"speed must be >= 0, got {speed}")
     pushed = 0
     wall0 = time.monotonic()
     sim0 = market.now_ms
+    last_prices: dict[str, float] = {}
+    mark_second = sim0 // 1000
     while not stop.is_set():
         if speed == 0:
             target = market.now_ms + batch_ms
@@ -727,6 +733,18 @@ async def run_sim(
         if batch:
             sink.on_ticks(batch)
             pushed += len(batch)
+            fresh: set[str] = set()
+            for tick in reversed(batch):  # the last trade per symbol, without a pass over all
+                if tick.symbol not in fresh:
+                    fresh.add(tick.symbol)
+                    last_prices[tick.symbol] = tick.price_f
+                    if len(fresh) == len(market.symbols):
+                        break
+        if market.now_ms // 1000 > mark_second and last_prices:
+            mark_second = market.now_ms // 1000
+            recv = epoch_ms()
+            for mark in sim_marks(market.seed, mark_second * 1000, last_prices):
+                sink.on_frame(mark_price_frame(mark), recv, SOURCE)
         if until_ms is not None and market.now_ms >= until_ms:
             break
         await sink.wait_for_room()

@@ -28,7 +28,14 @@ from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketExcepti
 
 from spreadbus.bus.codec import epoch_ms
 from spreadbus.bus.service import EventLog
-from spreadbus.gateway.binance import StreamKind, combined_url, control_message, stream_name
+from spreadbus.gateway.binance import (
+    StreamKind,
+    combined_url,
+    control_message,
+    mark_price_stream,
+    stream_name,
+    stream_symbol,
+)
 from spreadbus.gateway.sink import TickSink
 
 CONTROL_GAP = 0.25  # s between control messages: 4/s, well inside Binance's 10/s
@@ -238,7 +245,10 @@ class BinanceFeed:
         self._stop: asyncio.Event | None = None
 
     def _streams(self, symbols: Iterable[str]) -> set[str]:
-        return {stream_name(s, self.config.kind) for s in symbols}
+        streams = {stream_name(s, self.config.kind) for s in symbols}
+        if self.config.route == "market":  # markPrice (funding) is served on the market route
+            streams |= {mark_price_stream(stream_symbol(s)) for s in streams}
+        return streams
 
     def _start(self, connection: FeedConnection) -> None:
         assert self._stop is not None

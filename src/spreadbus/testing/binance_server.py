@@ -58,7 +58,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 
-from spreadbus.gateway.binance import stream_name
+from spreadbus.gateway.binance import mark_price_stream, stream_name
 
 Route = Literal["market", "public", "legacy"]
 TradeRoute = Literal["market", "public"]
@@ -616,6 +616,36 @@ class BinanceServer:
         rows.append(payload)
         self._trim(rows)
         self._deliver(stream_name(symbol, "trade"), orjson.dumps(payload))
+        return payload
+
+    def publish_mark_price(
+        self,
+        symbol: str,
+        mark_price: str,
+        index_price: str,
+        funding_rate: str,
+        next_funding_ms: int,
+        *,
+        event_time_ms: int | None = None,
+        settle_price: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a ``markPriceUpdate`` to ``<symbol>@markPrice@1s`` and ``<symbol>@markPrice``
+        subscribers (``market`` route); returns the payload. Values are given as the exchange
+        sends them (decimal text), so a test states the exact numbers it then checks."""
+        symbol = symbol.upper()
+        payload: dict[str, Any] = {
+            "e": "markPriceUpdate",
+            "E": time.time_ns() // 1_000_000 if event_time_ms is None else event_time_ms,
+            "s": symbol,
+            "p": mark_price,
+            "i": index_price,
+            "P": index_price if settle_price is None else settle_price,
+            "r": funding_rate,
+            "T": next_funding_ms,
+        }
+        frame = orjson.dumps(payload)
+        for stream in (mark_price_stream(symbol), f"{symbol.lower()}@markPrice"):
+            self._deliver(stream, frame)
         return payload
 
     def publish_raw(self, stream: str, payload: Mapping[str, Any] | str | bytes) -> int:
