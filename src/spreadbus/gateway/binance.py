@@ -6,6 +6,7 @@ No I/O here: bytes in, :class:`Tick` / :class:`ControlReply` / :class:`Skipped` 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -107,14 +108,16 @@ def control_message(method: str, request_id: int, params: Iterable[str] | None =
 
 def is_decimal_text(text: object) -> bool:
     """Plain ASCII decimal text such as ``"98231.40"``: what Binance sends, and what we keep.
-    Refuses signs, exponents, ``nan``/``inf``, blanks and non-ASCII digits (str methods run in
-    C; a regex costs several times more on the hot path)."""
+    Refuses signs, exponents, ``nan``/``inf``, blanks, non-ASCII digits and leading zeros
+    (``"007"``, ``"00.5"``: RedisTimeSeries refuses them as sample values). str methods run in
+    C; a regex costs several times more on the hot path."""
     return (
         isinstance(text, str)
         and text.isascii()
         and text.replace(".", "", 1).isdigit()
         and text[0] != "."
         and text[-1] != "."
+        and (text[0] != "0" or len(text) == 1 or text[1] == ".")
     )
 
 
@@ -122,7 +125,12 @@ def _decimal(payload: Mapping[str, Any], key: str) -> tuple[str, float]:
     text = payload[key]
     if not is_decimal_text(text):
         raise FrameError("bad_number", f"field {key!r} is not a decimal string: {text!r}")
-    return text, float(text)
+    value = float(text)
+    if value == math.inf:  # hundreds of digits: no double holds it, and inf would poison sums
+        raise FrameError(
+            "bad_number", f"field {key!r} is too large: {text[:40]}... ({len(text)} chars)"
+        )
+    return text, value
 
 
 def _signed_decimal(payload: Mapping[str, Any], key: str) -> float:
@@ -140,6 +148,14 @@ def _int(payload: Mapping[str, Any], key: str) -> int:
     return value
 
 
+def _taker_side(data: Mapping[str, Any]) -> Literal["buy", "sell"]:
+    """``m`` must be a JSON boolean: a string such as ``"false"`` would read as true."""
+    maker = data["m"]
+    if not isinstance(maker, bool):
+        raise FrameError("bad_side", f"field 'm' is not true or false: {maker!r}")
+    return "sell" if maker else "buy"
+
+
 def _tick(
     data: Mapping[str, Any], id_key: str, event_key: str, recv_ts: float, source: str
 ) -> Tick:
@@ -153,7 +169,7 @@ def _tick(
         _int(data, id_key),
         price_text,
         qty_text,
-        "sell" if data["m"] else "buy",
+        _taker_side(data),
         _int(data, "T"),
         _int(data, event_key),
         recv_ts,
