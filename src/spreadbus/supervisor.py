@@ -29,7 +29,7 @@ from rich.console import Console
 
 from spreadbus.bus import keys
 from spreadbus.bus.configstore import replace_pairs_from_flag
-from spreadbus.bus.connect import connect, connect_sync, describe
+from spreadbus.bus.connect import any_node, connect, connect_sync, describe
 from spreadbus.bus.embedded import EmbeddedRedis, EmbeddedRedisError, stale_url, url_file
 from spreadbus.bus.health import judge
 from spreadbus.config import Settings
@@ -54,7 +54,9 @@ def check_timeseries(url: str, settings: Settings) -> None:
     client = connect_sync(settings, url)
     try:
         # reads no key: an empty answer with the module, "unknown command" without it
-        client.execute_command("TS.QUERYINDEX", "spreadbus_probe=1")  # type: ignore[no-untyped-call]
+        client.execute_command(  # type: ignore[no-untyped-call]
+            "TS.QUERYINDEX", "spreadbus_probe=1", **any_node(client)
+        )
     except redis.ResponseError as exc:
         if "unknown command" in str(exc).lower():
             raise RedisModuleMissingError(

@@ -75,6 +75,26 @@ def is_cluster(client: object) -> bool:
     return isinstance(client, AsyncRedisCluster | redis.RedisCluster)
 
 
+def any_node(client: redis.Redis | redis.RedisCluster) -> dict[str, Any]:
+    """``execute_command`` options for a command that names no key (``TS.QUERYINDEX``): a
+    cluster client must be told where to send it; a single node needs nothing. (redis-py 8
+    ignores a node flag such as ``PRIMARIES`` here and then fails to find a key, so it is
+    given the nodes themselves.)"""
+    if isinstance(client, redis.RedisCluster):
+        return {"target_nodes": client.get_primaries()}  # type: ignore[no-untyped-call]
+    return {}
+
+
+async def on_every_primary(client: AsyncRedis, *args: Any) -> Any:
+    """A command that names no key but must reach every primary (``FUNCTION LOAD``): on a
+    cluster, sent to each primary (see :func:`any_node`); on a single node, sent once."""
+    if isinstance(client, AsyncRedisCluster):
+        await client.initialize()  # the node list is known only once connected
+        nodes = client.get_primaries()
+        return await client.execute_command(*args, target_nodes=nodes)
+    return await client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
 async def fcall(
     client: aioredis.Redis, function: str, keys: Sequence[str], args: Sequence[object]
 ) -> Any:

@@ -181,8 +181,8 @@ class LogPublisher(logging.Handler):
                             keys.LOG_STREAM, {keys.LOG_STREAM_FIELD: payload},
                             minid=minid, approximate=True,
                         )  # fmt: skip
-                    for payload in batch:
-                        pipe.publish(keys.CHANNEL_LOGS, payload)
+                    for payload in batch:  # not pipe.publish: refused in a cluster pipeline
+                        pipe.execute_command("PUBLISH", keys.CHANNEL_LOGS, payload)
                     await pipe.execute()
             except (*REDIS_ERRORS, redis.exceptions.ResponseError):
                 self.queue.extendleft(reversed(batch))  # keep them for the next attempt

@@ -25,7 +25,7 @@ import redis.exceptions
 
 from spreadbus.bus import keys
 from spreadbus.bus.codec import TICK_FIELDS, Tick
-from spreadbus.bus.connect import AsyncRedis, fcall, is_cluster
+from spreadbus.bus.connect import AsyncRedis, fcall, is_cluster, on_every_primary
 
 PRICE_RETENTION_MS: Final = 3_600_000  # raw prices: 1 hour
 CANDLE_RETENTION_MS: Final = 86_400_000  # candles: 24 hours
@@ -149,11 +149,7 @@ def function_code() -> str:
 
 async def load_function(client: AsyncRedis) -> None:
     """(Re)load the Lua library on every primary; REPLACE makes upgrades seamless."""
-    code = function_code()
-    if is_cluster(client):
-        await client.execute_command("FUNCTION", "LOAD", "REPLACE", code, target_nodes="primaries")
-    else:
-        await client.execute_command("FUNCTION", "LOAD", "REPLACE", code)
+    await on_every_primary(client, "FUNCTION", "LOAD", "REPLACE", function_code())
 
 
 async def ensure_symbol_series(client: AsyncRedis, symbol: str) -> None:

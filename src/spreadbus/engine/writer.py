@@ -267,7 +267,8 @@ class SnapshotWriter:
             pipe.hset(keys.analytics_state(symbol), mapping=fields)
         for alert in batch.alerts:
             payload = alert_to_json(alert)
-            pipe.publish(keys.CHANNEL_ALERTS, payload)
+            # not pipe.publish: redis-py refuses that name in a cluster pipeline
+            pipe.execute_command("PUBLISH", keys.CHANNEL_ALERTS, payload)
             pipe.lpush(keys.recent_alerts(), payload)
         if batch.alerts:
             pipe.ltrim(keys.recent_alerts(), 0, RECENT_ALERTS - 1)

@@ -28,6 +28,10 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[3] / "build" / "screenshots"
 PAIR = "ETHUSDT/BTCUSDT"
 READY_TIMEOUT_S = 120.0
+# Upper bounds for what a page must show; tests go on as soon as it does. Generous: a loaded
+# 2-core machine runs Redis, five services and Chromium at once.
+UI_S = 45.0
+UI_MS = int(UI_S * 1000)
 
 
 @dataclass

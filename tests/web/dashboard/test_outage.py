@@ -15,7 +15,7 @@ import pytest
 from spreadbus.bus.embedded import EmbeddedRedis
 from spreadbus.proc import free_port
 
-from .conftest import Console, _env, screenshot, wait_for
+from .conftest import UI_MS, UI_S, Console, _env, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,14 +49,14 @@ def test_redis_outage_and_web_restart_recover_without_reload(
         wait_for(lambda: httpx.get(f"{base}/api/health").status_code == 200, 60, "the web")
         tab.goto(f"{base}/system")
         services = tab.locator("#sys-services")
-        wait_for(lambda: f"{web.pid}" in services.inner_text(), 20, "the web's own heartbeat")
+        wait_for(lambda: f"{web.pid}" in services.inner_text(), UI_S, "the web's own heartbeat")
         assert tab.locator("#redis-warning").count() == 0
 
         server.stop()
-        tab.wait_for_selector("#redis-warning", timeout=10_000)
+        tab.wait_for_selector("#redis-warning", timeout=UI_MS)
         screenshot(tab, "redis-down")
         server.start()
-        tab.wait_for_selector("#redis-warning", state="detached", timeout=20_000)
+        tab.wait_for_selector("#redis-warning", state="detached", timeout=UI_MS)
 
         navigations: list[str] = []
         tab.on("framenavigated", lambda frame: navigations.append(frame.url))

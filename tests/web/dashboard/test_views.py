@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PAIR, Console, Stack, screenshot, wait_for
+from .conftest import PAIR, UI_MS, UI_S, Console, Stack, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -44,9 +44,9 @@ def test_every_view_loads_without_console_errors(
 ) -> None:
     tab, console = page
     tab.goto(stack.url + path)
-    tab.wait_for_selector(ready, timeout=20_000)
+    tab.wait_for_selector(ready, timeout=UI_MS)
     banner = tab.locator("#source-banner")
-    wait_for(lambda: "SIMULATED" in banner.inner_text(), 10, "the simulated-data banner")
+    wait_for(lambda: "SIMULATED" in banner.inner_text(), UI_S, "the simulated-data banner")
     tab.wait_for_timeout(2500)  # a few live updates
     screenshot(tab, name)
     assert console.errors == []
@@ -57,13 +57,13 @@ def test_overview_has_a_row_per_pair_and_a_click_opens_the_pair(
 ) -> None:
     tab, console = page
     tab.goto(stack.url + "/")
-    tab.wait_for_selector(f'tr[data-pair="{PAIR}"]', timeout=20_000)
+    tab.wait_for_selector(f'tr[data-pair="{PAIR}"]', timeout=UI_MS)
     configured = set(stack.redis().smembers("config:pairs"))
     shown = set(tab.eval_on_selector_all("tr[data-pair]", "rows => rows.map(r => r.dataset.pair)"))
     assert shown == configured
     tab.click(f'tr[data-pair="{PAIR}"]')
-    tab.wait_for_url(f"**{PAIR_PATH}", timeout=10_000)
-    tab.wait_for_selector(f'[data-kpi="beta"][data-pair="{PAIR}"]', timeout=10_000)
+    tab.wait_for_url(f"**{PAIR_PATH}", timeout=UI_MS)
+    tab.wait_for_selector(f'[data-kpi="beta"][data-pair="{PAIR}"]', timeout=UI_MS)
     assert console.errors == []
 
 
@@ -72,7 +72,9 @@ def test_kpi_text_equals_the_redis_snapshot(stack: Stack, page: tuple[Any, Conso
     tab.goto(stack.url + PAIR_PATH)
     key = f"state:analytics:{{{PAIR}}}"
     client = stack.redis()
-    wait_for(lambda: tab.inner_text('[data-kpi="adf_pvalue"]') != "—", 20, "the KPIs' first values")
+    wait_for(
+        lambda: tab.inner_text('[data-kpi="adf_pvalue"]') != "—", UI_S, "the KPIs' first values"
+    )
     script = "els => els.filter(e => !e.dataset.symbol).map(e => [e.dataset.kpi, e.innerText])"
     mismatched: dict[str, tuple[str, Any]] = {}
     for _attempt in range(3):
@@ -99,13 +101,13 @@ def test_a_live_value_changes_without_a_reload(stack: Stack, page: tuple[Any, Co
     tab, _ = page
     tab.goto(stack.url + PAIR_PATH)
     kpi = tab.locator('[data-kpi="last_price"]').first
-    first = wait_for(lambda: (t := kpi.inner_text()) != "—" and t, 20, "a leg price")
+    first = wait_for(lambda: (t := kpi.inner_text()) != "—" and t, UI_S, "a leg price")
     navigations: list[str] = []
     tab.on("framenavigated", lambda frame: navigations.append(frame.url))
-    wait_for(lambda: kpi.inner_text() != first, 15, "the price to move")
+    wait_for(lambda: kpi.inner_text() != first, UI_S, "the price to move")
     points = "() => document.querySelector('#pair-z .js-plotly-plot').data[0].x.length"
     before = tab.evaluate(points)
-    wait_for(lambda: tab.evaluate(points) > before, 15, "the z chart to grow by extendData")
+    wait_for(lambda: tab.evaluate(points) > before, UI_S, "the z chart to grow by extendData")
     assert navigations == []  # no reload: the page updated itself
 
 
@@ -114,17 +116,21 @@ def test_changing_bar_and_window_changes_the_charts(
 ) -> None:
     tab, console = page
     tab.goto(stack.url + PAIR_PATH)
-    tab.wait_for_selector("#pair-corr .main-svg", timeout=20_000)
+    tab.wait_for_selector("#pair-corr .main-svg", timeout=UI_MS)
     spacing = """id => { const x = document.querySelector(id + ' .js-plotly-plot').data[0].x;
         return x.length > 1 ? x[x.length - 1] - x[x.length - 2] : null; }"""
-    wait_for(lambda: tab.evaluate(spacing, "#pair-beta") == 1000, 15, "1 s bars")
+    wait_for(lambda: tab.evaluate(spacing, "#pair-beta") == 1000, UI_S, "1 s bars")
     tab.check("#pair-bar input[value='1m']", force=True)
-    wait_for(lambda: tab.evaluate(spacing, "#pair-beta") == 60_000, 20, "1 m bars after the switch")
+    wait_for(
+        lambda: tab.evaluate(spacing, "#pair-beta") == 60_000, UI_S, "1 m bars after the switch"
+    )
     tab.select_option("#pair-window", "5")
     first_x = "() => document.querySelector('#pair-prices .js-plotly-plot').data[0].x[0]"
     last_x = "() => { const x = document.querySelector('#pair-prices .js-plotly-plot').data[0].x;" \
         " return x[x.length - 1]; }"  # fmt: skip
-    wait_for(lambda: tab.evaluate(last_x) - tab.evaluate(first_x) <= 5 * 60_000, 15, "a 5 min span")
+    wait_for(
+        lambda: tab.evaluate(last_x) - tab.evaluate(first_x) <= 5 * 60_000, UI_S, "a 5 min span"
+    )
     screenshot(tab, "pair-1m")
     assert console.errors == []
 
@@ -135,7 +141,7 @@ def test_a_rule_added_in_the_page_lands_and_its_alert_is_a_toast(
     tab, console = page
     client = stack.redis()
     tab.goto(stack.url + "/alerts")
-    tab.wait_for_selector("#alerts-rules table", timeout=20_000)
+    tab.wait_for_selector("#alerts-rules table", timeout=UI_MS)
     tab.fill("#rule-id", "ui_any_z")
     tab.fill("#rule-metric", "zscore")
     tab.select_option("#rule-op", "abs>")
@@ -143,17 +149,17 @@ def test_a_rule_added_in_the_page_lands_and_its_alert_is_a_toast(
     tab.fill("#rule-pair", PAIR)
     tab.fill("#rule-message", "ui test rule")
     tab.click("#rule-save")
-    tab.wait_for_selector("#rule-saved", timeout=10_000)
+    tab.wait_for_selector("#rule-saved", timeout=UI_MS)
     stored = wait_for(lambda: client.hget("config:alerts", "ui_any_z"), 5, "the rule in Redis")
     assert '"threshold":-1.0' in stored.replace(" ", "")
-    tab.wait_for_selector('.toast [data-alert="ui_any_z"]', timeout=15_000)
-    tab.wait_for_selector('#alerts-feed tr[data-alert="ui_any_z"]', timeout=5_000)
+    tab.wait_for_selector('.toast [data-alert="ui_any_z"]', timeout=UI_MS)
+    tab.wait_for_selector('#alerts-feed tr[data-alert="ui_any_z"]', timeout=UI_MS)
     screenshot(tab, "alerts-toast")
     # a bad rule gets the API's own message, and nothing is stored
     tab.fill("#rule-id", "bad_rule")
     tab.fill("#rule-metric", "no_such_metric")
     tab.click("#rule-save")
-    error = tab.wait_for_selector("#rule-error", timeout=10_000)
+    error = tab.wait_for_selector("#rule-error", timeout=UI_MS)
     assert "no_such_metric" in error.inner_text()
     assert client.hget("config:alerts", "bad_rule") is None
     client.hdel("config:alerts", "ui_any_z")

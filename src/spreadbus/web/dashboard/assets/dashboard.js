@@ -178,6 +178,17 @@
           [h("Thead", {}, head), h("Tbody", {}, body)]);
       },
 
+      pairKpis: function (values) {
+        var outs = window.dash_clientside.callback_context.outputs_list;
+        var none = window.dash_clientside.no_update;
+        if (!values) { return [outs[0].map(function () { return none; }),
+                               outs[1].map(function () { return none; })]; }
+        return [
+          outs[0].map(function (o) { return values[o.id.field] || "—"; }),
+          outs[1].map(function (o) { return values[o.id.symbol + " " + o.id.field] || "—"; }),
+        ];
+      },
+
       overviewSort: function (clicks, sort) {
         var ctx = window.dash_clientside.callback_context;
         if (!ctx.triggered.length || !ctx.triggered[0].value) {

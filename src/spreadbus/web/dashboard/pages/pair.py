@@ -13,7 +13,7 @@ import math
 from typing import Any, Final
 
 import dash_bootstrap_components as dbc
-from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from spreadbus.config import parse_pair
@@ -133,6 +133,7 @@ def layout(path: str) -> Any:
             dbc.Row([_graph("pair-spread"), _graph("pair-z")], className="g-2"),
             dbc.Row([_graph("pair-corr"), _graph("pair-beta")], className="g-2"),
             dcc.Store(id="pair-cursor", data={}),
+            dcc.Store(id="pair-kpis"),
             dcc.Store(id="pair-epoch", data=0),
             dcc.Interval(id="pair-tick", interval=1000),
         ],
@@ -213,6 +214,14 @@ def register(app: Dash, ctx: Context) -> None:
         State("pair-hedge", "value"),
     )  # fmt: skip
 
+    app.clientside_callback(  # type: ignore[no-untyped-call]
+        ClientsideFunction("spreadbus", "pairKpis"),
+        Output({"type": "kpi", "field": ALL}, "children"),
+        Output({"type": "leg-kpi", "field": ALL, "symbol": ALL}, "children"),
+        Input("pair-kpis", "data"),
+        prevent_initial_call=True,
+    )
+
     @app.callback(
         Output("pair-select", "options"),
         Input("pair-select", "value"),
@@ -271,8 +280,7 @@ def register(app: Dash, ctx: Context) -> None:
         return (*figs, cursor)
 
     @app.callback(
-        Output({"type": "kpi", "field": ALL}, "children"),
-        Output({"type": "leg-kpi", "field": ALL, "symbol": ALL}, "children"),
+        Output("pair-kpis", "data"),
         Output("pair-warmup", "children"),
         *(Output(i, "extendData") for i in LIVE_TRACES),
         Output("pair-cursor", "data", allow_duplicate=True),
@@ -280,8 +288,7 @@ def register(app: Dash, ctx: Context) -> None:
         Input("pair-tick", "n_intervals"),
         *controls,
         State("pair-cursor", "data"),
-        State({"type": "leg-kpi", "field": ALL, "symbol": ALL}, "id"),
-        prevent_initial_call=True,
+        prevent_initial_call="initial_duplicate",  # the KPIs at once, not a second later
     )
     @live_callback
     async def live(
@@ -291,7 +298,6 @@ def register(app: Dash, ctx: Context) -> None:
         minutes: int,
         hedge: str,
         cursor: dict[str, Any],
-        leg_ids: list[dict[str, str]],
     ) -> tuple[Any, ...]:
         client = ctx.client()
         y, x = pair.split("/")
@@ -299,8 +305,10 @@ def register(app: Dash, ctx: Context) -> None:
             read.snapshots(client, [pair]), read.feeds(client, [y, x])
         )
         snap = snaps[pair]
-        pair_texts = [fmt.text(f, snap.get(f)) for f, _ in PAIR_KPIS]
-        leg_texts = [fmt.text(i["field"], feeds[i["symbol"]].get(i["field"])) for i in leg_ids]
+        # {field: text} and {"SYMBOL field": text}: assets/dashboard.js puts each text in its
+        # data-kpi element, so a second costs these few hundred bytes, not a component tree
+        kpis = {f: fmt.text(f, snap.get(f)) for f, _ in PAIR_KPIS}
+        kpis.update({f"{s} {f}": fmt.text(f, feeds[s].get(f)) for s in (y, x) for f, _ in LEG_KPIS})
         bars = fmt.number(snap.get("bars", snap.get("n")))
         win = fmt.number(snap.get("window_bars", snap.get("window")))
         warm = f"warming up: {bars:.0f} of {win:.0f} bars" if (
@@ -323,7 +331,7 @@ def register(app: Dash, ctx: Context) -> None:
                 newest = await read.price_bars(client, y, BAR_MS[bar] // 60_000, BAR_MS[bar])
                 if newest and newest[-1][0] > last:
                     epoch = newest[-1][0]  # a new bar opened: redraw
-        return (pair_texts, leg_texts, warm, *extends, cursor, epoch)
+        return (kpis, warm, *extends, cursor, epoch)
 
 
 PAGE = Page("/pair/", "Pair", layout, register, in_nav=False)  # opened from the overview
