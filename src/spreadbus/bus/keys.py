@@ -128,3 +128,22 @@ def analytics_series_1m(pair: str, metric: str) -> str:
     Same hash tag as its source, as RedisTimeSeries requires of a rule's two ends on a cluster.
     """
     return f"ts:analytics:{{{pair}}}:{metric}:1m"
+
+
+def lease(kind: str, shard: int) -> str:
+    """Who holds share ``shard`` of ``kind`` (``gateway``: symbols, ``engine``: pairs): the
+    owner's id, with a TTL its owner renews (:mod:`spreadbus.bus.lease`). The kind is the hash
+    tag: a group's leases and members share one slot."""
+    return f"lease:{{{kind}}}:{shard}"
+
+
+def lease_members(kind: str) -> str:
+    """Sorted set owner -> expiry ms of the processes sharing ``kind``, for a fair split."""
+    return f"lease:{{{kind}}}:members"
+
+
+def engine_share_cursor(shard: int, shards: int) -> str:
+    """The cursor (see :func:`engine_cursor`) of one share of the pairs when ``shards``
+    engines split them: the share's pairs resume from it after a takeover. The count is part
+    of the name: with another count the shares hold other pairs."""
+    return f"state:engine:cursor:{shard}/{shards}"

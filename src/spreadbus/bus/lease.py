@@ -1,0 +1,142 @@
+"""Shares of work split between processes through leases in Redis.
+
+``lease:{kind}:{shard}`` holds the id of the process that owns share ``shard`` (of ``shards``)
+of ``kind`` (``engine``: pairs, ``gateway``: symbols), with a TTL. Its owner renews it every
+:attr:`ShareGroup.interval_s`; a process that stops renewing (killed, frozen, cut off from
+Redis) loses the share when the TTL runs out, and a survivor takes it at its next step. So a
+share is served again within ``ttl_s + interval_s`` of its owner's death, plus the time the new
+owner needs to start serving it.
+
+Renewing and releasing check the owner inside Redis (one Lua call on one key, so it works on a
+cluster too): a process never extends or deletes a lease another process holds by now.
+
+Fair split: each process also refreshes its entry in ``lease:{kind}:members`` (a sorted set of
+owner -> expiry ms) and aims at ``ceil(shards / live members)`` shares. A process holding more
+gives the surplus up (after stopping its work on it: :meth:`ShareGroup.release`), one holding
+fewer takes free shares. A process started by hand on another machine therefore joins the
+group and gets its part within a few steps, and when one leaves, the others take its shares.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import uuid
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from spreadbus.bus import keys
+from spreadbus.bus.connect import AsyncRedis
+
+TTL_S: Final = 3.0
+INTERVAL_S: Final = 0.5
+
+_RENEW: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def share_of(name: str, shards: int) -> int:
+    """The share a pair or symbol belongs to: stable across processes, machines and restarts
+    (crc32, not Python's salted ``hash``)."""
+    return zlib.crc32(name.encode()) % shards
+
+
+def owner_id() -> str:
+    """This process, unique even when a pid is reused: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(slots=True)
+class Change:
+    """What one :meth:`ShareGroup.step` found."""
+
+    gained: list[int] = field(default_factory=list)  # newly held: start serving them
+    lost: list[int] = field(default_factory=list)  # expired or taken: stop serving at once
+    surplus: list[int] = field(default_factory=list)  # more than a fair part: stop, release
+
+
+class ShareGroup:
+    """This process's leases among ``shards`` shares of ``kind``."""
+
+    def __init__(
+        self,
+        client: AsyncRedis,
+        kind: str,
+        shards: int,
+        owner: str | None = None,
+        ttl_s: float = TTL_S,
+        interval_s: float = INTERVAL_S,
+    ) -> None:
+        if shards < 1:
+            raise ValueError("shards must be at least 1")
+        self.client = client
+        self.kind = kind
+        self.shards = shards
+        self.owner = owner or owner_id()
+        self.ttl_ms = int(ttl_s * 1000)
+        self.interval_s = interval_s
+        self.held: set[int] = set()
+        # where this owner starts looking for free shares: joiners spread out instead of racing
+        self._offset = zlib.crc32(self.owner.encode()) % shards
+
+    async def members(self) -> int:
+        """Refresh this process's membership; the number of live members (itself included)."""
+        now_ms = int(time.time() * 1000)
+        key = keys.lease_members(self.kind)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {self.owner: now_ms + self.ttl_ms})
+            pipe.zremrangebyscore(key, "-inf", now_ms)
+            pipe.zcard(key)
+            pipe.pexpire(key, self.ttl_ms * 10)
+            replies: Any = await pipe.execute()
+        return max(1, int(replies[2]))
+
+    def fair(self, members: int) -> int:
+        return math.ceil(self.shards / members)
+
+    async def step(self) -> Change:
+        """Renew what is held, then take free shares up to a fair part or name the surplus.
+        Redis errors propagate (the caller decides; leases simply expire meanwhile)."""
+        change = Change()
+        fair = self.fair(await self.members())
+        for shard in sorted(self.held):
+            renewed: Any = await self.client.eval(
+                _RENEW, 1, keys.lease(self.kind, shard), self.owner, self.ttl_ms
+            )
+            if not int(renewed):
+                self.held.discard(shard)
+                change.lost.append(shard)
+        if len(self.held) > fair:
+            change.surplus = sorted(self.held)[fair:]
+        for i in range(self.shards):
+            if len(self.held) >= fair:
+                break
+            shard = (self._offset + i) % self.shards
+            if shard in self.held:
+                continue
+            key = keys.lease(self.kind, shard)
+            if await self.client.set(key, self.owner, nx=True, px=self.ttl_ms):
+                self.held.add(shard)
+                change.gained.append(shard)
+        return change
+
+    async def release(self, shards: Iterable[int]) -> None:
+        """Give shares up (their work already stopped): free for another process at once."""
+        for shard in list(shards):
+            self.held.discard(shard)
+            await self.client.eval(_RELEASE, 1, keys.lease(self.kind, shard), self.owner)
+
+    async def leave(self) -> None:
+        """Release everything and leave the member set (a clean stop)."""
+        await self.release(sorted(self.held))
+        await self.client.zrem(keys.lease_members(self.kind), self.owner)
