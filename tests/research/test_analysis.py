@@ -10,7 +10,8 @@ from statsmodels.tsa.stattools import adfuller, coint
 from statsmodels.tsa.vector_ar.vecm import coint_johansen
 
 from spreadbus.analytics import AnalyticsInputError
-from spreadbus.engine.pairstate import BAR_FIELDS, EG_FIELDS, LIVE_FIELDS, STATS_FIELDS
+from spreadbus.analytics.carry import CARRY_FIELDS
+from spreadbus.engine.pairstate import STATISTIC_FIELDS
 from spreadbus.research.analysis import pair_analytics
 
 
@@ -29,7 +30,7 @@ def test_fields_are_the_engines_and_match_references(hedge: str) -> None:
     out = pair_analytics(ts, y, x, "1m", hedge)  # type: ignore[arg-type]
     fields = out["fields"]
     assert isinstance(fields, dict)
-    assert set((*BAR_FIELDS, *STATS_FIELDS, *EG_FIELDS, *LIVE_FIELDS)) <= set(fields)
+    assert set(STATISTIC_FIELDS) - set(CARRY_FIELDS) <= set(fields)  # funding: live only
     ols = sm.OLS(y, sm.add_constant(x)).fit()
     if hedge == "ols":
         assert fields["beta"] == pytest.approx(ols.params[1], rel=1e-9)

@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 import statsmodels.api as sm
 from statsmodels.tsa.stattools import coint
 
+from spreadbus.analytics.carry import CARRY_FIELDS
 from spreadbus.config import Settings
-from spreadbus.engine.pairstate import BAR_FIELDS, EG_FIELDS, LIVE_FIELDS, STATS_FIELDS
+from spreadbus.engine.pairstate import STATISTIC_FIELDS
 from spreadbus.testing import datafiles
 from spreadbus.web.api import create_app
 
@@ -175,7 +176,7 @@ async def test_dataset_analytics_against_statsmodels(api: httpx.AsyncClient, hed
     body = answer.json()
     assert body["pair"] == "AAAUSDT/BBBUSDT"
     fields = body["fields"]
-    assert set((*BAR_FIELDS, *STATS_FIELDS, *EG_FIELDS, *LIVE_FIELDS)) <= set(fields)
+    assert set(STATISTIC_FIELDS) - set(CARRY_FIELDS) <= set(fields)  # funding: live only
     frame = pd.DataFrame(rows, columns=["ts", "symbol", "price", "qty"])
     closes = frame.pivot_table(index=frame.ts // 1000, columns="symbol", values="price",
                                aggfunc="last")  # fmt: skip

@@ -12,8 +12,12 @@ and mean the same, with the whole series as the window:
 - ``spread_bar``/``zscore_bar``/``spread_std``: the last bar's spread ``y - alpha - beta x``
   and its z-score against the series' spread deviation (ddof=1); with ``kalman`` the spread is
   the filter's forecast error and the z-score its own (error over forecast deviation);
-- ``adf_*``, ``half_life`` (bars), ``hurst``, ``var_95``/``cvar_95``, ``eg_*``: as the engine
-  (one fixed lag); ``spread_vol`` annualised for the bar length;
+- ``adf_*``, ``half_life_ar1`` (bars), ``hurst``, ``var_95``/``cvar_95``, ``max_drawdown``,
+  ``eg_*``: as the engine (one fixed lag); ``spread_vol``, ``sharpe_ann`` and ``sortino_ann``
+  annualised for the bar length;
+- ``half_life`` (bars) with ``half_life_lo``/``_hi`` and ``spread_noise_sd``: the engine's OU
+  fit, over the last :data:`OU_POINTS` bars (a maximum-likelihood fit, too slow for a day
+  of 1-second bars at once);
 - ``corr``: correlation of the legs' simple returns; ``spread``/``zscore``/``last_price_*``:
   the last bar's.
 """
@@ -39,9 +43,11 @@ from spreadbus.engine.pairstate import (
     BAR_FIELDS,
     EG_FIELDS,
     LIVE_FIELDS,
+    OU_FIELDS,
     SECONDS_PER_YEAR,
     STATS_FIELDS,
     cointegration_stats,
+    ou_stats,
     window_stats,
 )
 from spreadbus.research.backtest import PERIODS_PER_YEAR, kalman_settings
@@ -51,6 +57,8 @@ HEDGES: Final[tuple[str, ...]] = ("ols", "kalman", "huber", "theil_sen")
 THEIL_SEN_POINTS: Final = 2_000
 KALMAN_WARMUP: Final = 300
 CHART_POINTS: Final = 5_000
+OU_POINTS: Final = 3_000
+ANNUALISED: Final = ("spread_vol", "sharpe_ann", "sortino_ann")  # scale with sqrt(bars a year)
 MIN_BARS: Final = 20
 
 
@@ -137,8 +145,12 @@ def pair_analytics(
     }
     stats = window_stats(y, x, fit.alpha, fit.beta)
     # window_stats annualises per second (the engine's bars); rescale to this bar length
-    stats["spread_vol"] *= math.sqrt(PERIODS_PER_YEAR[bar] / SECONDS_PER_YEAR)
+    scale = math.sqrt(PERIODS_PER_YEAR[bar] / SECONDS_PER_YEAR)
+    for name in ANNUALISED:
+        stats[name] *= scale
     fields.update(stats)
+    tail = slice(-OU_POINTS, None)  # the OU fit is a state-space ML fit: its latest bars
+    fields.update(ou_stats(y[tail], x[tail], fit.alpha, fit.beta))
     fields.update(cointegration_stats(y, x))
     fields.update(
         spread=fields["spread_bar"],
@@ -149,7 +161,7 @@ def pair_analytics(
         window=n,
         bar_ms=BAR_MILLISECONDS[bar],
     )
-    assert set((*BAR_FIELDS, *STATS_FIELDS, *EG_FIELDS, *LIVE_FIELDS)) <= set(fields)
+    assert set((*BAR_FIELDS, *STATS_FIELDS, *OU_FIELDS, *EG_FIELDS, *LIVE_FIELDS)) <= set(fields)
     return {
         "fields": {k: _finite(v) for k, v in fields.items()},
         "johansen": _johansen(y, x),
