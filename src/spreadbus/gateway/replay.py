@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import IO, Any, Final, Literal
 
 from spreadbus.bus.codec import Tick, epoch_ms
-from spreadbus.gateway.binance import FrameError, parse_frame
+from spreadbus.gateway.binance import FrameError, is_decimal_text, parse_frame
 from spreadbus.gateway.sim import build_ticks
 from spreadbus.gateway.sink import TickSink
 
@@ -60,7 +60,6 @@ Kind = Literal["aggTrades", "trades", "frames"]
 
 _NAME_RE: Final = re.compile(r"^([A-Za-z0-9]{2,20})-(aggTrades|trades)-", re.IGNORECASE)
 _FRAME_LINE_RE: Final = re.compile(rb"^\s*(\d+(?:\.\d*)?)\s*:\s?(.*?)\s*$", re.DOTALL)
-_DECIMAL_RE: Final = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _SNIFF_LIMIT: Final = 1 << 20
 # data-vision column names -> our fields
 _COLUMNS: Final = {
@@ -133,14 +132,16 @@ def _open(path: Path, member: str | None) -> Iterator[IO[bytes]]:
 
 
 def _first_line(handle: IO[bytes]) -> bytes | None:
-    """The first non-blank line (without its end of line), None if there is none."""
+    """The first non-blank line (without its end of line), None if there is none. A lone CR
+    ends a line too (old spreadsheet exports), as it does when the rows are read."""
     while True:
-        line = handle.readline(_SNIFF_LIMIT)
-        if not line:
+        chunk = handle.readline(_SNIFF_LIMIT)
+        if not chunk:
             return None
-        line = line.strip()
-        if line:
-            return line.removeprefix(b"\xef\xbb\xbf")
+        for part in chunk.splitlines():
+            line = part.strip()
+            if line:
+                return line.removeprefix(b"\xef\xbb\xbf")
 
 
 def _inspect(path: Path, member: str | None, display: str) -> ReplayFile:
@@ -258,7 +259,7 @@ def _csv_records(src: ReplayFile, order: int, counter: list[int]) -> Generator[R
     id_col, price_col, qty_col, time_col, maker_col = src.columns
     width, symbol, name = src.width, src.symbol, src.name
     last_t = -math.inf
-    decimal = _DECIMAL_RE.match
+    decimal = is_decimal_text  # the live parser's rule: no sign, exponent or leading zero
     with _open(src.path, src.member) as raw:
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         skip_header = src.header
@@ -290,7 +291,13 @@ def _csv_records(src: ReplayFile, order: int, counter: list[int]) -> Generator[R
                 detail = f"{name}:{lineno}: {price!r} {qty!r}"
                 yield last_t, order, _BAD, ("bad_number", detail, lineno, column)
                 continue
-            if not float(price) > 0:
+            price_f, qty_f = float(price), float(qty)
+            if math.inf in (price_f, qty_f):  # hundreds of digits: beyond a double
+                column, digits = ("price", price) if price_f == math.inf else ("qty", qty)
+                detail = f"{name}:{lineno}: {column} too large ({len(digits)} digits)"
+                yield last_t, order, _BAD, ("bad_number", detail, lineno, column)
+                continue
+            if not price_f > 0:
                 detail = f"{name}:{lineno}: price {price!r}"
                 yield last_t, order, _BAD, ("bad_price", detail, lineno, "price")
                 continue
