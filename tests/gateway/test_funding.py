@@ -28,6 +28,7 @@ from spreadbus.gateway.binance import (
     parse_mark_price,
 )
 from spreadbus.gateway.funding import FundingBook
+from spreadbus.gateway.replay import write_frames
 from spreadbus.gateway.service import Gateway
 from spreadbus.testing.binance_server import BinanceServer
 from spreadbus.testing.services import running_service
@@ -250,3 +251,38 @@ async def test_sim_source_funding_follows_its_formula(
     assert float(fields["mark_index_bps"]) == pytest.approx(premium, abs=1e-3)
     samples = await aredis.execute_command("TS.RANGE", keys.funding_series("ETHUSDT"), "-", "+")
     assert samples and int(samples[0][0]) % 1000 == 0
+
+
+@pytest.mark.slow
+async def test_replayed_frames_carry_their_mark_prices(
+    settings: Settings, aredis: aioredis.Redis, tmp_path: Any
+) -> None:
+    """A recording of the live feed (trade and markPrice frames) replays into state:feed."""
+    t0 = 1_795_305_600_000
+    frames: list[tuple[float, bytes]] = []
+    for k in range(5):
+        trade = {"stream": "btcusdt@aggTrade", "data": {
+            "e": "aggTrade", "E": t0 + 1000 * k + 2, "s": "BTCUSDT", "a": 100 + k,
+            "p": "98000.10", "q": "0.010", "f": 200 + k, "l": 200 + k, "T": t0 + 1000 * k,
+            "m": False}}  # fmt: skip
+        frames.append(((t0 + 1000 * k + 3) / 1000, orjson.dumps(trade)))
+        mark = MarkPrice("BTCUSDT", 98000.1, 97990.3, 97990.3, 0.0001 + k * 1e-6,
+                         t0 + 8 * H, t0 + 1000 * k + 500, 0.0)  # fmt: skip
+        frames.append(((t0 + 1000 * k + 501) / 1000, mark_price_frame(mark)))
+    path = tmp_path / "btc.frames"
+    write_frames(path, frames)
+    replay_settings = settings.model_copy(
+        update={"source": f"replay:{path}", "speed": 0.0, "pairs": ("BTCUSDT/ETHUSDT",)}
+    )
+    async with running_service(Gateway, replay_settings, client=aredis, stop_timeout=15):
+
+        async def feed() -> dict[str, str] | None:
+            fields = _decoded(await aredis.hgetall(keys.feed_state("BTCUSDT")))
+            return fields if fields.get("mark_event_ms") == str(t0 + 4500) else None
+
+        fields = await eventually(feed)
+    assert fields, "the replayed markPrice frames did not reach state:feed"
+    assert float(fields["funding_rate"]) == pytest.approx(0.000104, abs=1e-12)
+    assert float(fields["index_price"]) == 97990.3
+    # (98000.1 / 97990.3 - 1) * 1e4 = 1.000098... bps
+    assert float(fields["mark_index_bps"]) == pytest.approx(1.0000989, rel=1e-6)
