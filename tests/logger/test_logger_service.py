@@ -168,7 +168,7 @@ def test_reconnect_backoff_starts_at_once_and_is_capped() -> None:
     delays = [0.0]
     for _ in range(8):
         delays.append(next_retry_delay(delays[-1]))
-    assert delays == [0.0, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0]
+    assert delays == [0.0, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0]
 
 
 @contextlib.contextmanager

@@ -213,7 +213,7 @@ class Archivist:
                 self.health_state.set("redis", "degraded", f"stream read failed: {exc!r}"[:300])
                 self.log.warning("stream read failed", error=repr(exc), retry_s=backoff)
                 await _sleep_unless(stop, backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 1.0)  # back within a second of Redis
                 continue
             self.health_state.clear("redis")
             backoff = 0.2

@@ -258,7 +258,7 @@ async def _connect_when_ready(settings: Settings, log: EventLog, stop: asyncio.E
             await asyncio.wait_for(stop.wait(), delay)
         if stop.is_set():
             raise RedisUnavailableError("stopped while waiting for Redis")
-        delay = min(delay * 2, 5.0)
+        delay = min(delay * 2, 1.0)  # a service is back within a second of Redis
 
 
 class Heartbeat:

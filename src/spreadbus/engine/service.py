@@ -133,7 +133,7 @@ class QuantEngine:
             except REDIS_ERRORS:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 1.0)  # back within a second of Redis
 
     # ---- the loop -------------------------------------------------------------------------
     async def _loop(self, stop: asyncio.Event) -> None:
