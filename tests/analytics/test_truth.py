@@ -31,6 +31,8 @@ def test_statistics_against_sim_truth() -> None:
         # the latent spread's sd: the noise is a small share of the observed residual's
         assert s.spread_sd_ou == pytest.approx(1.0, abs=0.10), s
         assert s.resid_sd == pytest.approx(1.0, abs=0.15), s
+        # a 300-bar window is only ~15 half-lives: its sample sd reads low (z-scores high)
+        assert s.window_sd < s.resid_sd, s
         # the truth is stationary and cointegrated: every hour's tests must see it
         assert s.adf_rejects == 1.0 and s.eg_rejects == 1.0, s
         # the variogram slope of an exact OU over the same lags; noise flattens it a little

@@ -37,7 +37,8 @@ class PairRun:
     kalman_beta: float  # the engine's filter after the run's last bar
     half_life_ar1: float
     ou: an.OUFit
-    resid_sd: float  # sd of the OLS residual: what the z-score divides by
+    resid_sd: float  # sd of the whole run's OLS residual
+    window_sd: float  # the engine's spread_std (the z-score's sigma) on its last window
     adf_pvalue: float
     eg_pvalue: float
     hurst: float
@@ -92,6 +93,7 @@ def pair_run(pair: str, seed: int, truth: PairTruth, bars: pd.DataFrame, window:
         half_life_ar1=an.half_life_ar1(resid),
         ou=an.ou_fit(resid),
         resid_sd=float(np.std(resid, ddof=1)),
+        window_sd=float(state.values["spread_std"]),
         adf_pvalue=an.adf(resid, maxlag=1, autolag=None).pvalue,
         eg_pvalue=an.engle_granger(ys, xs, maxlag=1, autolag=None).pvalue,
         hurst=an.hurst(resid),
@@ -123,6 +125,7 @@ class PairSummary:
     kalman_beta: float
     spread_sd_ou: float  # latent spread sd of the OU fit
     resid_sd: float  # observed residual sd (latent + noise)
+    window_sd: float  # the engine's z-score sigma on a 300-bar window
     hurst: float
     hurst_model: float
     adf_rejects: float  # share of runs with ADF p < 0.05 (the truth is stationary)
@@ -153,6 +156,7 @@ def summarise(runs: Sequence[PairRun]) -> list[PairSummary]:
                 kalman_beta=mean_ratio((r.kalman_beta, r.truth.beta) for r in rs),
                 spread_sd_ou=mean_ratio((r.ou.spread_sd, r.truth.spread_sigma) for r in rs),
                 resid_sd=mean_ratio((r.resid_sd, r.truth.spread_sigma) for r in rs),
+                window_sd=mean_ratio((r.window_sd, r.truth.spread_sigma) for r in rs),
                 hurst=statistics.fmean(r.hurst for r in rs),
                 hurst_model=statistics.fmean(r.hurst_model for r in rs),
                 adf_rejects=statistics.fmean(r.adf_pvalue < 0.05 for r in rs),
@@ -167,7 +171,7 @@ def table(summaries: Sequence[PairSummary]) -> str:
     """Plain-text table: estimate / truth means per pair and method."""
     head = (
         f"{'pair':<17}{'runs':>5}{'HL ou':>8}{'HL ar1':>8}{'cover90':>8}{'beta':>8}"
-        f"{'worst':>7}{'kalman':>8}{'sd ou':>7}{'resid':>7}{'hurst':>7}{'model':>7}"
+        f"{'worst':>7}{'kalman':>8}{'sd ou':>7}{'resid':>7}{'win sd':>7}{'hurst':>7}{'model':>7}"
         f"{'adf<5%':>7}{'eg<5%':>7}"
     )
     lines = [head]
@@ -175,11 +179,14 @@ def table(summaries: Sequence[PairSummary]) -> str:
         lines.append(
             f"{s.pair:<17}{s.runs:>5}{s.half_life_ou:>8.3f}{s.half_life_ar1:>8.3f}"
             f"{s.coverage:>8.2f}{s.beta_ols:>8.4f}{s.beta_ols_worst:>7.3f}{s.kalman_beta:>8.3f}"
-            f"{s.spread_sd_ou:>7.3f}{s.resid_sd:>7.3f}{s.hurst:>7.3f}{s.hurst_model:>7.3f}"
+            f"{s.spread_sd_ou:>7.3f}{s.resid_sd:>7.3f}{s.window_sd:>7.3f}{s.hurst:>7.3f}"
+            f"{s.hurst_model:>7.3f}"
             f"{s.adf_rejects:>7.2f}{s.eg_rejects:>7.2f}"
         )
     lines.append(
-        "HL, beta, kalman, sd: mean of estimate / truth; worst: largest |beta / truth - 1|; "
+        "HL, beta, kalman, sd: mean of estimate / truth (sd ou: the OU fit's latent sd, resid: "
+        "the hour's residual sd, win sd: the engine's z-score sigma on its 300-bar window); "
+        "worst: largest |beta / truth - 1|; "
         "hurst: mean estimate vs an exact OU's; adf/eg: share of runs rejecting at 5%"
     )
     return "\n".join(lines)
