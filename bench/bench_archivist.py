@@ -21,7 +21,8 @@ from spreadbus.archivist.layout import spool_dir
 from spreadbus.archivist.spool import Spool, read_segments
 from spreadbus.archivist.writer import ArchiveWriter
 from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_to_fields
+from spreadbus.bus.codec import Tick
+from spreadbus.bus.tickschema import to_fields
 
 TICKS = 100_000
 APPEND_BATCH = 500  # entries per XREAD batch, i.e. per fsync
@@ -52,9 +53,11 @@ def make_entries(n: int) -> list[Entry]:
             "ghost" if ghost else "binance",
         )
         if ghost:
-            entries.append((keys.ghost_stream(symbol), f"{ms + 40}-{i}", tick_to_fields(tick)))
+            entries.append(
+                (keys.ghost_stream(symbol), f"{ms + 40}-{i}", to_fields(tick, ghost=True))
+            )
         else:
-            entries.append((keys.tick_stream(symbol), tick.stream_id, tick_to_fields(tick)))
+            entries.append((keys.tick_stream(symbol), tick.stream_id, to_fields(tick)))
     return entries
 
 

@@ -23,7 +23,8 @@ import redis
 
 from spreadbus.archivist.service import Archivist
 from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_to_fields
+from spreadbus.bus.codec import Tick
+from spreadbus.bus.tickschema import to_fields
 from spreadbus.config import Settings
 from spreadbus.testing.services import running_service
 
@@ -96,7 +97,7 @@ class Market:
             side = "buy" if trade_id % 3 else "sell"
             tick = Tick(symbol, trade_id, price, qty, side, ms, ms + 2, ms + 5.125, "sim")
             ticks.append(tick)
-            pipe.xadd(keys.tick_stream(symbol), tick_to_fields(tick), id=tick.stream_id)
+            pipe.xadd(keys.tick_stream(symbol), to_fields(tick), id=tick.stream_id)
             self.published.append((symbol, "sim", tick.stream_id, trade_id))
             if symbol in self.candles:
                 for name in ("open", "high", "low", "close"):
@@ -107,7 +108,7 @@ class Market:
             if ghost:
                 shadow = Tick(symbol, trade_id, price, qty, side, ms, ms + 2, ms + 45.5, "ghost")
                 ghosts.append((len(pipe.command_stack), trade_id))
-                pipe.xadd(keys.ghost_stream(symbol), tick_to_fields(shadow))
+                pipe.xadd(keys.ghost_stream(symbol), to_fields(shadow, ghost=True))
         results = pipe.execute()
         for position, ghost_trade in ghosts:  # ghost ids are assigned by Redis
             self.published.append((symbol, "ghost", results[position].decode(), ghost_trade))

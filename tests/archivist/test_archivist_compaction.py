@@ -15,7 +15,8 @@ from spreadbus.archivist.reader import read_candles, read_ticks
 from spreadbus.archivist.spool import Spool
 from spreadbus.archivist.writer import ArchiveWriter, write_part_file
 from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_to_fields
+from spreadbus.bus.codec import Tick
+from spreadbus.bus.tickschema import to_fields
 
 MIDNIGHT = 1795305600000  # 2026-11-22 00:00 UTC
 
@@ -38,7 +39,7 @@ class Feed:
             ms = MIDNIGHT - 30_000 + self.n * step_ms
             for symbol in ("BTCUSDT", "ETHUSDT"):
                 tick = Tick(symbol, self.n, "1.5", "2", "buy", ms, ms, ms + 1.0, "sim")
-                entries.append((keys.tick_stream(symbol), tick.stream_id, tick_to_fields(tick)))
+                entries.append((keys.tick_stream(symbol), tick.stream_id, to_fields(tick)))
         self.spool.append(entries)
         self.writer.write_batch(self.spool, self.spool.seal())
 

@@ -23,8 +23,8 @@ from spreadbus.archivist.compaction import compact_archive
 from spreadbus.archivist.layout import spool_dir
 from spreadbus.archivist.spool import ZERO_ID, Spool, parse_id
 from spreadbus.archivist.writer import ArchiveWriter
-from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_to_fields
+from spreadbus.bus import keys, tickschema
+from spreadbus.bus.codec import Tick
 from spreadbus.config import Settings
 
 if TYPE_CHECKING:
@@ -155,9 +155,11 @@ def make_entries() -> list[tuple[str, str, dict[str, str]]]:
             tick = Tick(
                 symbol, 5000 + i, f"{100 + i / 100:.2f}", "0.010", "buy", ms, ms, ms + 1.5, "sim"
             )
-            entries.append((keys.tick_stream(symbol), tick.stream_id, tick_to_fields(tick)))
+            entries.append((keys.tick_stream(symbol), tick.stream_id, tickschema.to_fields(tick)))
             ghost = Tick(symbol, 5000 + i, tick.price, "0.010", "buy", ms, ms, ms + 40.0, "ghost")
-            entries.append((keys.ghost_stream(symbol), f"{ms + 40}-0", tick_to_fields(ghost)))
+            entries.append(
+                (keys.ghost_stream(symbol), f"{ms + 40}-0", tickschema.to_fields(ghost, ghost=True))
+            )
     return entries
 
 
@@ -170,7 +172,8 @@ def expected_ids(entries: list[tuple[str, str, dict[str, str]]]) -> pd.DataFrame
     rows = []
     for stream, entry_id, fields in entries:
         symbol, ghost = keys.stream_symbol(stream)
-        rows.append((symbol, "ghost" if ghost else fields["src"], entry_id))
+        venue = "ghost" if ghost else tickschema.decode(fields, entry_id, symbol).source
+        rows.append((symbol, venue, entry_id))
     return pd.DataFrame(rows, columns=["symbol", "venue", "stream_id"])
 
 

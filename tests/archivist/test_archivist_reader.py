@@ -20,7 +20,8 @@ from spreadbus.archivist.reader import (
 from spreadbus.archivist.spool import Spool
 from spreadbus.archivist.writer import ArchiveWriter
 from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_to_fields
+from spreadbus.bus.codec import Tick
+from spreadbus.bus.tickschema import to_fields
 
 MIDNIGHT = 1795305600000  # 2026-11-22 00:00 UTC
 
@@ -38,9 +39,11 @@ def build_archive(root: Path) -> None:
                 n = batch * 50 + i
                 ms = MIDNIGHT - 50_000 + n * 1000
                 tick = Tick(symbol, n, f"{100 + n}.50", "1.000", "buy", ms, ms, ms + 1.0, "sim")
-                entries.append((keys.tick_stream(symbol), tick.stream_id, tick_to_fields(tick)))
+                entries.append((keys.tick_stream(symbol), tick.stream_id, to_fields(tick)))
                 shadow = Tick(symbol, n, f"{100 + n}.51", "1.000", "buy", ms, ms, ms + 9.0, "ghost")
-                entries.append((keys.ghost_stream(symbol), f"{ms + 9}-0", tick_to_fields(shadow)))
+                entries.append(
+                    (keys.ghost_stream(symbol), f"{ms + 9}-0", to_fields(shadow, ghost=True))
+                )
         spool.append(entries)
         candles = {"BTCUSDT": [(MIDNIGHT + batch * 60000, 1.0, 2.0, 0.5, 1.5, 10.0)]}
         analytics = {"ETHUSDT/BTCUSDT": {"beta": [(MIDNIGHT + batch * 1000, 1.1)]}}

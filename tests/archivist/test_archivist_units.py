@@ -42,13 +42,16 @@ from spreadbus.archivist.spool import (
     read_segments,
 )
 from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_to_fields
+from spreadbus.bus.codec import Tick
+from spreadbus.bus.tickschema import REAL_PARTS, SEP, legacy_fields, to_fields
 from spreadbus.config import SettingsError, load_settings
 
 MIDNIGHT = 1795305600000  # 2026-11-22 00:00 UTC
 
 
-def entry(symbol: str, n: int, ms: int, ghost: bool = False) -> tuple[str, str, dict[str, str]]:
+def entry(
+    symbol: str, n: int, ms: int, ghost: bool = False, legacy: bool = False
+) -> tuple[str, str, dict[str, str]]:
     tick = Tick(
         symbol,
         n,
@@ -61,8 +64,18 @@ def entry(symbol: str, n: int, ms: int, ghost: bool = False) -> tuple[str, str, 
         "ghost" if ghost else "binance",
     )
     if ghost:
-        return keys.ghost_stream(symbol), f"{ms + 40}-0", tick_to_fields(tick)
-    return keys.tick_stream(symbol), tick.stream_id, tick_to_fields(tick)
+        return keys.ghost_stream(symbol), f"{ms + 40}-0", to_fields(tick, ghost=True)
+    fields = legacy_fields(tick) if legacy else to_fields(tick)
+    return keys.tick_stream(symbol), tick.stream_id, fields
+
+
+def changed(fields: dict[str, str], name: str, value: str) -> dict[str, str]:
+    """A real tick's entry with one value replaced, in the entry's own layout."""
+    if "t" not in fields:
+        return fields | {name: value}  # the nine-field layout
+    parts = fields["t"].split(SEP)
+    parts[REAL_PARTS.index(name)] = value
+    return {"t": SEP.join(parts)}
 
 
 # -- spool ------------------------------------------------------------------------------------
@@ -316,15 +329,18 @@ def test_archive_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None
         load_settings()
 
 
-def test_fast_and_slow_conversion_agree_with_the_codec() -> None:
+@pytest.mark.parametrize("legacy", [False, True], ids=["compact", "nine-field"])
+def test_fast_and_slow_conversion_agree_with_the_codec(legacy: bool) -> None:
     """The vectorized path and the entry-by-entry codec path give the same rows, and the
-    codec's rules decide what is a tick (here, odd-but-valid text forces the slow path)."""
+    codec's rules decide what is a tick (here, odd-but-valid text forces the slow path), in
+    both entry layouts (the older nine-field entries of a user's spool stay readable)."""
     stream = keys.tick_stream("ETHUSDT")
-    good = [SpoolRecord(*entry("ETHUSDT", i, MIDNIGHT + i)) for i in range(1, 6)]
-    bad_side = dict(good[0].fields) | {"side": "hold"}
-    nan_price = dict(good[0].fields) | {"price": "nan"}
-    zero_price = dict(good[0].fields) | {"price": "0"}
-    spaced = dict(good[0].fields) | {"price": " 98231.50"}  # Python reads it, Arrow does not
+    good = [SpoolRecord(*entry("ETHUSDT", i, MIDNIGHT + i, legacy=legacy)) for i in range(1, 6)]
+    first = dict(good[0].fields)  # type: ignore[arg-type]
+    bad_side = changed(first, "side", "hold")
+    nan_price = changed(first, "price", "nan")
+    zero_price = changed(first, "price", "0")
+    spaced = changed(first, "price", "98_231.50")  # Python reads it, Arrow does not
     extra = [
         SpoolRecord(stream, f"{MIDNIGHT + 10}-10", bad_side),
         SpoolRecord(stream, f"{MIDNIGHT + 11}-11", nan_price),
@@ -340,14 +356,14 @@ def test_fast_and_slow_conversion_agree_with_the_codec() -> None:
     slow_rows = slow.tables[("ETHUSDT", "2026-11-22")].to_pylist()
     odd = [r for r in slow_rows if r["stream_id"] == f"{MIDNIGHT + 13}-13"]
     assert [r for r in slow_rows if r not in odd] == fast_rows
-    assert odd[0]["price_text"] == " 98231.50"
+    assert odd[0]["price_text"] == "98_231.50"
     assert odd[0]["price"] == 98231.5
 
 
 def test_small_segments_and_chunks_change_nothing(tmp_path: Path) -> None:
     entries = [entry("BTCUSDT", i, MIDNIGHT + i * 10) for i in range(1, 40)]
     entries += [entry("BTCUSDT", i, MIDNIGHT + i * 10, ghost=True) for i in range(1, 40)]
-    spool = Spool(tmp_path, max_segment_bytes=2000)
+    spool = Spool(tmp_path, max_segment_bytes=1000)  # compact entries: ~120 bytes a record
     spool.recover(0)
     for i in range(0, len(entries), 7):
         spool.append(entries[i : i + 7])

@@ -7,8 +7,8 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_from_fields
+from spreadbus.bus import keys, tickschema
+from spreadbus.bus.codec import Tick
 from spreadbus.bus.ticks import (
     FUNCTION_NAME,
     SymbolBatch,
@@ -95,7 +95,7 @@ async def test_replaying_ticks_does_not_double_count(aredis: aioredis.Redis) -> 
     got = await read_candles(aredis, "ETHUSDT")
     assert got["volume"].sum() == pytest.approx(sum(float(t.qty) for t in ticks), rel=1e-9)
     entries = await aredis.xrange(keys.tick_stream("ETHUSDT"))
-    assert [tick_from_fields(fields) for _, fields in entries] == ticks
+    assert tickschema.decode_all(entries, "ETHUSDT") == ticks
     assert [eid.decode() for eid, _ in entries] == [t.stream_id for t in ticks]
     assert await last_trades(aredis, ["ETHUSDT", "NOPEUSDT"]) == {
         "ETHUSDT": (ticks[-1].trade_ts, ticks[-1].trade_id)
@@ -112,7 +112,7 @@ async def test_ghost_ticks_and_trimming(aredis: aioredis.Redis) -> None:
     result = await writer.write({"SOLUSDT": SymbolBatch(ticks, ghosts, cut_ms=cut)})
     assert result.ghosts == 10
     ghost_entries = await aredis.xrange(keys.ghost_stream("SOLUSDT"))
-    assert [tick_from_fields(f) for _, f in ghost_entries] == ghosts
+    assert tickschema.decode_all(ghost_entries, "SOLUSDT") == ghosts
     remaining = await aredis.xrange(keys.tick_stream("SOLUSDT"))
     # MINID ~ trims whole nodes only: nothing newer than the cut is lost, older may stay
     assert int(remaining[-1][0].split(b"-")[0]) == ticks[-1].trade_ts
@@ -228,7 +228,7 @@ async def test_function_flush_and_flushall_are_cured_within_the_write(
     fresh = await write_all(writer, "SOLUSDT", ticks[900:], 100)
     assert (fresh.added, fresh.function_reloads, fresh.repairs) == (300, 1, 1)
     entries = await aredis.xrange(keys.tick_stream("SOLUSDT"))
-    assert [tick_from_fields(fields) for _, fields in entries] == ticks[900:]
+    assert tickschema.decode_all(entries, "SOLUSDT") == ticks[900:]
     assert_candles_equal(await read_candles(aredis, "SOLUSDT"), candles_from_ticks(ticks[900:]))
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from spreadbus import analytics as an
-from spreadbus.bus import keys
+from spreadbus.bus import keys, tickschema
 from spreadbus.bus.codec import Tick
 from spreadbus.engine.core import EngineCore
 from spreadbus.engine.pairstate import (
@@ -175,12 +175,17 @@ def test_bad_entries_are_counted_and_skipped() -> None:
     streams = stream_entries(ticks)
     key = keys.tick_stream("ETHUSDT")
     good = streams[key]
+    parts = good[0][1][b"t"].split(b" ")
+
+    def changed(index: int, value: bytes) -> dict[bytes, bytes]:
+        return {b"t": b" ".join([*parts[:index], value, *parts[index + 1 :]])}
+
     bad = [
         (b"1-1", {b"symbol": b"ETHUSDT", b"price": b"1"}),  # fields missing
-        (b"1-2", {**good[0][1], b"price": b"abc"}),  # not a number
-        (b"1-3", {**good[0][1], b"price": b"-5"}),  # out of range
-        (b"1-4", {**good[0][1], b"side": b"up"}),
-        (b"1-5", {**good[0][1], b"T": b"\xff"}),  # not even text
+        (b"1-2", changed(tickschema.PRICE, b"abc")),  # not a number
+        (b"1-3", changed(tickschema.PRICE, b"-5")),  # out of range
+        (b"1-4", changed(tickschema.SIDE, b"up")),
+        (b"1-5", changed(tickschema.SOURCE, b"\xff")),  # not even text
     ]
     core = EngineCore(20)
     core.add_symbol("ETHUSDT")

@@ -15,8 +15,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from spreadbus.bus import keys
-from spreadbus.bus.codec import tick_from_fields
+from spreadbus.bus import keys, tickschema
 from spreadbus.bus.configstore import set_pairs
 from spreadbus.config import Settings
 from spreadbus.gateway.service import Gateway
@@ -58,7 +57,7 @@ def binance_settings(settings: Settings, server: BinanceServer, **extra: Any) ->
 
 async def stream_ticks(client: aioredis.Redis, symbol: str, ghost: bool = False) -> list[Any]:
     key = keys.ghost_stream(symbol) if ghost else keys.tick_stream(symbol)
-    return [(eid, tick_from_fields(f)) for eid, f in await client.xrange(key)]
+    return [(eid, tickschema.decode(f, eid, symbol)) for eid, f in await client.xrange(key)]
 
 
 def sent_ids(server: BinanceServer, symbol: str) -> list[int]:

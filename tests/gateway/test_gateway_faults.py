@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import redis.asyncio as aioredis
 
-from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_from_fields
+from spreadbus.bus import keys, tickschema
+from spreadbus.bus.codec import Tick
 from spreadbus.config import Settings
 from spreadbus.gateway.service import Gateway
 from spreadbus.testing.candles import candles_from_ticks
@@ -51,7 +51,7 @@ async def snapshot(client: aioredis.Redis, symbol: str) -> tuple[list[Tick], pd.
         entries, *series = await pipe.execute()
     fields = zip(keys.CANDLE_FIELDS, series, strict=True)
     candles = pd.DataFrame({f: {int(ts): float(v) for ts, v in rows} for f, rows in fields})
-    return [tick_from_fields(fields) for _, fields in entries], candles
+    return tickschema.decode_all(entries, symbol), candles
 
 
 async def test_error_replies_are_retried_counted_and_never_end_the_flusher(

@@ -7,8 +7,8 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
-from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_from_fields
+from spreadbus.bus import keys, tickschema
+from spreadbus.bus.codec import Tick
 from spreadbus.config import Settings
 from spreadbus.gateway.service import Gateway
 from spreadbus.testing.services import running_service
@@ -18,7 +18,7 @@ SYMBOLS = ("ETHUSDT", "BTCUSDT")
 
 
 async def stream_ticks(client: aioredis.Redis, symbol: str) -> list[Tick]:
-    return [tick_from_fields(f) for _, f in await client.xrange(keys.tick_stream(symbol))]
+    return tickschema.decode_all(await client.xrange(keys.tick_stream(symbol)), symbol)
 
 
 async def run_until_published(settings: Settings, count: int, timeout: float = 20.0) -> Gateway:

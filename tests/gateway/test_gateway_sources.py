@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from spreadbus.bus import keys
-from spreadbus.bus.codec import tick_from_fields
+from spreadbus.bus import keys, tickschema
 from spreadbus.bus.service import EventLog
 from spreadbus.config import Settings
 from spreadbus.gateway.replay import write_frames
@@ -46,8 +45,8 @@ async def test_replay_of_recorded_frames_and_a_zipped_csv(
         aredis, EventLog("gateway"),
     )  # fmt: skip
     await run_until(gateway, seconds=4.0)
-    btc = [tick_from_fields(f) for _, f in await aredis.xrange(keys.tick_stream("BTCUSDT"))]
-    eth = [tick_from_fields(f) for _, f in await aredis.xrange(keys.tick_stream("ETHUSDT"))]
+    btc = tickschema.decode_all(await aredis.xrange(keys.tick_stream("BTCUSDT")), "BTCUSDT")
+    eth = tickschema.decode_all(await aredis.xrange(keys.tick_stream("ETHUSDT")), "ETHUSDT")
     assert len(btc) == 500 and len(eth) == 300
     assert [t.trade_id for t in eth] == list(range(1, 301))
     assert eth[7].price == "3500.08" and eth[7].side == "sell" and eth[7].source == "replay"

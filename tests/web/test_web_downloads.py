@@ -17,7 +17,8 @@ import redis.asyncio as aioredis
 
 from spreadbus.archivist.layout import date_of_ms
 from spreadbus.bus import keys
-from spreadbus.bus.codec import Tick, tick_to_fields
+from spreadbus.bus.codec import Tick
+from spreadbus.bus.tickschema import to_fields
 from spreadbus.research import downloads
 
 T0 = 1_795_000_020_000 // 60_000 * 60_000 + 30_000
@@ -59,7 +60,7 @@ async def _setup_ticks(aredis: aioredis.Redis, part_writer: Callable[..., Path])
             rows["stream_id"].append(_sid(t))
     part_writer("ticks", "BTCUSDT", date_of_ms(T0), rows)
     for t in truth[40:]:
-        fields = tick_to_fields(t)
+        fields = to_fields(t)
         await aredis.xadd(keys.tick_stream("BTCUSDT"), fields, id=_sid(t))  # type: ignore[arg-type]
     return truth
 

@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 
 from spreadbus.archivist.layout import DAY_MS, Dataset, date_of_ms, day_text
 from spreadbus.archivist.spool import ZERO_ID, SpoolRecord, StreamId, parse_id
-from spreadbus.bus import keys
-from spreadbus.bus.codec import TICK_FIELDS, CodecError, tick_from_fields
+from spreadbus.bus import keys, tickschema
+from spreadbus.bus.codec import CodecError
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -91,9 +91,9 @@ def ticks_from_records(
     An entry is written at most once: within a stream the spool holds ids in increasing order,
     so an entry is skipped when its id is not above both the stream's committed cursor
     (``archived``) and every id of that stream seen before in the batch. Entries that are not
-    valid ticks (by the rules of :func:`tick_from_fields`) are counted in ``rejected`` and
-    skipped; the cursor still moves past them. Records are converted ``chunk`` at a time, so
-    memory stays small whatever the batch size.
+    valid ticks (by the rules of :func:`spreadbus.bus.tickschema.decode`) are counted in
+    ``rejected`` and skipped; the cursor still moves past them. Records are converted
+    ``chunk`` at a time, so memory stays small whatever the batch size.
     """
     batch = TickBatch()
     high = dict(archived)
@@ -145,32 +145,94 @@ def _stream_symbol(stream: str) -> tuple[str, bool]:
     return known
 
 
+_TEXT_COLUMNS: Final = ("id", "price", "qty", "side", "T", "E", "recv", "src")
+
+
 def _vectorized(
     streams: list[str], ids: list[str], entries: list[dict[str, str] | list[str]]
 ) -> pa.Table | None:
-    """The fast path: parse whole columns with Arrow, apply the codec's rules as masks.
-    ``None`` when a value does not parse the way Arrow reads it (then the slow path runs)."""
-    rows = [e if isinstance(e, list) else [e.get(name) for name in TICK_FIELDS] for e in entries]
+    """The fast path: parse whole columns with Arrow, apply the schema's rules as masks.
+    Entries are grouped by layout (compact real, compact ghost, the older nine fields), each
+    group parsed at once. ``None`` when a value does not parse the way Arrow reads it or an
+    entry is in no known shape (then the slow path runs)."""
+    groups: dict[str, list[int]] = {"real": [], "ghost": [], "legacy": []}
+    field_name = tickschema.FIELD
+    for i, (stream, entry) in enumerate(zip(streams, entries, strict=True)):
+        if entry.__class__ is dict and len(entry) == 1 and field_name in entry:
+            groups["ghost" if _stream_symbol(stream)[1] else "real"].append(i)
+        else:
+            groups["legacy"].append(i)
+    tables: list[pa.Table] = []
     try:
-        text = {
-            name: pa.array(values, pa.string())
-            for name, values in zip(TICK_FIELDS, zip(*rows, strict=True), strict=True)
-        }
-        trade_ts = pc.cast(text["T"], pa.int64())
-        event_ts = pc.cast(text["E"], pa.int64())
-        trade_id = pc.cast(text["id"], pa.int64())
-        price = pc.cast(text["price"], pa.float64())
-        qty = pc.cast(text["qty"], pa.float64())
-        recv_ms = pc.cast(text["recv"], pa.float64())
-        recv_us = pc.cast(pc.round(pc.multiply(recv_ms, 1000.0)), pa.int64())
+        for kind, rows in groups.items():
+            if not rows:
+                continue
+            text: dict[str, pa.Array] | None
+            if kind == "legacy":
+                text = _legacy_columns([entries[i] for i in rows])
+            else:
+                text = _compact_columns(
+                    [entries[i][field_name] for i in rows],  # type: ignore[call-overload]
+                    [ids[i] for i in rows],
+                    ghost=kind == "ghost",
+                )
+            if text is None:
+                return None
+            tables.append(_tick_table([streams[i] for i in rows], [ids[i] for i in rows], text))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
         return None
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _legacy_columns(entries: list[dict[str, str] | list[str]]) -> dict[str, pa.Array]:
+    """Text columns of nine-field entries (a list: the values in the fields' order)."""
+    names = tickschema.LEGACY_FIELDS
+    rows = [e if isinstance(e, list) else [e.get(name) for name in names] for e in entries]
+    return {
+        name: pa.array(values, pa.string())
+        for name, values in zip(names, zip(*rows, strict=True), strict=True)
+    }
+
+
+def _nth(parts: pa.ListArray, width: int, count: int) -> list[pa.Array]:
+    """The ``width`` columns of ``count`` lists of exactly ``width`` items each."""
+    flat = pc.list_flatten(parts)
+    return [flat.take(pa.array(np.arange(k, width * count, width))) for k in range(width)]
+
+
+def _compact_columns(values: list[str], ids: list[str], ghost: bool) -> dict[str, pa.Array] | None:
+    """Text columns of compact entries: the value's parts, and for a real tick the trade time
+    and id from the entry id. ``None`` if a value has the wrong number of parts."""
+    width = tickschema.GHOST_WIDTH if ghost else tickschema.REAL_WIDTH
+    parts = pc.split_pattern(pa.array(values, pa.string()), tickschema.SEP)
+    if not pc.all(pc.equal(pc.list_value_length(parts), width)).as_py():
+        return None
+    names = tickschema.GHOST_PARTS if ghost else tickschema.REAL_PARTS
+    text = dict(zip(names, _nth(parts, width, len(values)), strict=True))
+    if not ghost:
+        halves = pc.split_pattern(pa.array(ids, pa.string()), "-", max_splits=1)
+        if not pc.all(pc.equal(pc.list_value_length(halves), 2)).as_py():
+            return None
+        text["T"], text["id"] = _nth(halves, 2, len(ids))
+    return text
+
+
+def _tick_table(streams: list[str], ids: list[str], text: Mapping[str, pa.Array]) -> pa.Table:
+    """Typed, validated rows (invalid ones filtered out) from text columns named as the
+    nine-field layout's fields."""
+    trade_ts = pc.cast(text["T"], pa.int64())
+    event_ts = pc.cast(text["E"], pa.int64())
+    trade_id = pc.cast(text["id"], pa.int64())
+    price = pc.cast(text["price"], pa.float64())
+    qty = pc.cast(text["qty"], pa.float64())
+    recv_ms = pc.cast(text["recv"], pa.float64())
+    recv_us = pc.cast(pc.round(pc.multiply(recv_ms, 1000.0)), pa.int64())
     side = text["side"]
     valid = pc.and_(pc.is_in(side, value_set=pa.array(["buy", "sell"])), pc.greater(price, 0.0))
     valid = pc.and_(valid, pc.greater_equal(qty, 0.0))
     valid = pc.and_(valid, pc.not_equal(price, math.inf))
-    for column in text.values():
-        valid = pc.and_(valid, pc.is_valid(column))
+    for name in _TEXT_COLUMNS:
+        valid = pc.and_(valid, pc.is_valid(text[name]))
     valid = pc.fill_null(valid, False)
     named = [_stream_symbol(stream) for stream in streams]
     is_ghost = pa.array([ghost for _, ghost in named], pa.bool_())
@@ -197,11 +259,14 @@ def _vectorized(
 def _one_by_one(
     streams: list[str], ids: list[str], entries: list[dict[str, str] | list[str]]
 ) -> pa.Table:
-    """The slow path: :func:`tick_from_fields` on each entry; what it refuses is dropped."""
+    """The slow path: :func:`spreadbus.bus.tickschema.decode` on each entry; what it refuses
+    is dropped."""
     rows: list[dict[str, object]] = []
     for stream, entry_id, fields in zip(streams, ids, entries, strict=True):
         try:
-            tick = tick_from_fields(SpoolRecord(stream, entry_id, fields).as_dict())
+            symbol, ghost = _stream_symbol(stream)
+            entry = SpoolRecord(stream, entry_id, fields).as_dict()
+            tick = tickschema.decode(entry, entry_id, symbol)
             recv_us = round(tick.recv_ts * 1000)
         except (CodecError, ValueError, OverflowError, TypeError, AttributeError):
             continue
@@ -209,7 +274,6 @@ def _one_by_one(
             -(2**63) <= v < 2**63 for v in (tick.trade_id, tick.trade_ts, tick.event_ts, recv_us)
         ):
             continue
-        symbol, ghost = _stream_symbol(stream)
         rows.append(
             {
                 "ts": tick.trade_ts,

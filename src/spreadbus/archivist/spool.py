@@ -3,12 +3,12 @@
 Redis trims tick streams after ~5 minutes whatever readers are doing, so the Archivist reads
 continuously and appends every batch of entries here, fsynced, before it moves its read cursor.
 A segment is an append-only file of lines ``<crc32 hex> <json [stream, id, fields]>\\n`` (fields
-as a list of values in :data:`TICK_FIELDS` order when the entry has exactly those, the way the
-gateway writes them, else as an object); the
-checksum and the final newline make a torn write (crash mid-append) detectable, and
-:meth:`Spool.recover` cuts a segment back to its last whole record. The resume cursor of each
-stream is the last id in the spool (or, when the spool was emptied into Parquet, the cursor
-the manifest committed), so no entry is read twice or skipped.
+as an object, e.g. ``{"t": "<value>"}`` for the compact tick layout; an entry of the older
+nine-field layout, in its usual order, as the list of its values); the checksum and the final
+newline make a torn write (crash mid-append) detectable, and :meth:`Spool.recover` cuts a
+segment back to its last whole record. The resume cursor of each stream is the last id in the
+spool (or, when the spool was emptied into Parquet, the cursor the manifest committed), so no
+entry is read twice or skipped.
 
 Segments are numbered; the active one takes appends, :meth:`Spool.seal` closes it so a flush
 can turn every sealed segment into Parquet, and :meth:`Spool.discard` deletes segments once the
@@ -29,30 +29,21 @@ from typing import Final, NamedTuple
 import orjson
 
 from spreadbus.archivist.atomic import fsync_dir, make_dirs
-from spreadbus.bus.codec import TICK_FIELDS
+from spreadbus.bus.streamid import ZERO as ZERO_ID
+from spreadbus.bus.streamid import StreamId, format_id
+from spreadbus.bus.streamid import parse as parse_id
+from spreadbus.bus.tickschema import LEGACY_FIELDS
 
-StreamId = tuple[int, int]
-ZERO_ID: Final[StreamId] = (0, 0)
 _NOTHING: Final[tuple[StreamId, None]] = (ZERO_ID, None)
 SEGMENT_PREFIX: Final = "seg-"
 SEGMENT_SUFFIX: Final = ".log"
-_WIDTH: Final = len(TICK_FIELDS)
+_WIDTH: Final = len(LEGACY_FIELDS)
 MAX_SEGMENT_BYTES: Final = 16 * 1024 * 1024
-
-
-def parse_id(text: str) -> StreamId:
-    """``"1795314919485-2871449921"`` -> ``(1795314919485, 2871449921)``."""
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def format_id(stream_id: StreamId) -> str:
-    return f"{stream_id[0]}-{stream_id[1]}"
 
 
 class SpoolRecord(NamedTuple):
     """One stream entry as read from Redis: the stream key, the entry id and its fields, either
-    a mapping or the values of :data:`TICK_FIELDS` in that order (the compact common case).
+    a mapping or the values of the older nine-field layout (:data:`LEGACY_FIELDS`) in order.
     ``ordinal`` is the entry's position in the stream (1 = the first entry ever added), when
     the reader knew it: comparing it with Redis' ``entries-added`` reveals trimmed entries."""
 
@@ -63,7 +54,7 @@ class SpoolRecord(NamedTuple):
 
     def as_dict(self) -> dict[str, str]:
         if isinstance(self.fields, list):
-            return dict(zip(TICK_FIELDS, self.fields, strict=True))
+            return dict(zip(LEGACY_FIELDS, self.fields, strict=True))
         return self.fields
 
 
@@ -74,7 +65,7 @@ def encode_record(
     stream: str, entry_id: str, fields: Mapping[str, str], ordinal: int | None = None
 ) -> bytes:
     payload: Mapping[str, str] | list[str] = fields
-    if tuple(fields) == TICK_FIELDS:
+    if tuple(fields) == LEGACY_FIELDS:
         payload = list(fields.values())
     item = [stream, entry_id, payload] if ordinal is None else [stream, entry_id, payload, ordinal]
     body = orjson.dumps(item)
@@ -272,3 +263,17 @@ class Spool:
             self._active = None
             if self._active_count:
                 self._sealed[self._active_seq] = self._active_count
+
+
+__all__ = [
+    "ZERO_ID",
+    "Entry",
+    "Spool",
+    "SpoolRecord",
+    "StreamId",
+    "decode_segment",
+    "encode_record",
+    "format_id",
+    "parse_id",
+    "read_segments",
+]

@@ -1,8 +1,9 @@
 """The three messages that travel on the bus: Tick, Alert and LogEvent.
 
-Ticks live in streams as flat field maps (readable with ``redis-cli XRANGE``); alerts and log
-events travel as JSON on Pub/Sub channels. Every decoder raises :class:`CodecError` with the
-reason, never a bare KeyError, so consumers can count and skip a bad entry.
+How a tick sits in a stream entry is :mod:`spreadbus.bus.tickschema`'s (readable with
+``redis-cli XRANGE``); alerts and log events travel as JSON on Pub/Sub channels. Every
+decoder raises :class:`CodecError` with the reason, never a bare KeyError, so consumers can
+count and skip a bad entry.
 """
 
 from __future__ import annotations
@@ -54,56 +55,6 @@ class Tick(NamedTuple):
         """``<trade time>-<trade id>``: strictly increasing per symbol, so Redis itself refuses a
         trade that was already published (XADD with an id not above the last one fails)."""
         return f"{self.trade_ts}-{self.trade_id}"
-
-
-TICK_FIELDS = ("symbol", "id", "price", "qty", "side", "T", "E", "recv", "src")
-
-
-def tick_to_fields(tick: Tick) -> dict[str, str]:
-    """The stream entry of a tick."""
-    return {
-        "symbol": tick.symbol,
-        "id": str(tick.trade_id),
-        "price": tick.price,
-        "qty": tick.qty,
-        "side": tick.side,
-        "T": str(tick.trade_ts),
-        "E": str(tick.event_ts),
-        "recv": f"{tick.recv_ts:.3f}",
-        "src": tick.source,
-    }
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def tick_from_fields(entry: dict[bytes, bytes] | dict[str, str]) -> Tick:
-    """Decode a stream entry (bytes or str keys); :class:`CodecError` if it is not a tick."""
-    fields = {_text(k): _text(v) for k, v in entry.items()}
-    try:
-        price, qty, side = fields["price"], fields["qty"], fields["side"]
-        tick = Tick(
-            symbol=fields["symbol"],
-            trade_id=int(fields["id"]),
-            price=price,
-            qty=qty,
-            side="sell" if side == "sell" else "buy",
-            trade_ts=int(fields["T"]),
-            event_ts=int(fields["E"]),
-            recv_ts=float(fields["recv"]),
-            source=fields["src"],
-        )
-        price_f, qty_f = float(price), float(qty)
-    except KeyError as exc:
-        raise CodecError(f"tick entry misses field {exc.args[0]!r}") from None
-    except ValueError as exc:
-        raise CodecError(f"tick entry has a non-numeric field: {exc}") from None
-    if side not in ("buy", "sell"):
-        raise CodecError(f"tick entry has side {side!r}, expected buy or sell")
-    if not (price_f > 0 and qty_f >= 0) or price_f == float("inf"):
-        raise CodecError(f"tick entry has price {price!r} / qty {qty!r} out of range")
-    return tick
 
 
 def tick_to_json(tick: Tick) -> bytes:

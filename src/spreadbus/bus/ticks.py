@@ -17,14 +17,13 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from itertools import chain
-from typing import Final
+from typing import Final, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from spreadbus.bus import keys
-from spreadbus.bus.codec import TICK_FIELDS, Tick
+from spreadbus.bus import keys, streamid, tickschema
+from spreadbus.bus.codec import Tick
 from spreadbus.bus.connect import AsyncRedis, fcall, is_cluster, on_every_primary
 
 PRICE_RETENTION_MS: Final = 3_600_000  # raw prices: 1 hour
@@ -44,15 +43,8 @@ CANDLE_RULES: Final[dict[keys.CandleField, tuple[str, str]]] = {
 }
 
 
-_FIELD_NAMES: Final = "\t".join(TICK_FIELDS).encode()
 # KEYS 3..7 (sources) and 8..12 (candles) of a symbol in the function call: close first
 _SOURCE_ORDER: Final[tuple[keys.CandleField, ...]] = ("close", "open", "high", "low", "volume")
-
-
-def tick_row(tick: Tick) -> list[str]:
-    """A tick's field values as Redis stores them, in :data:`TICK_FIELDS` order: ``str`` of
-    each value, which is how hiredis packs numbers (floats by their shortest repr)."""
-    return [str(value) for value in tick]
 
 
 @dataclass(slots=True)
@@ -118,20 +110,18 @@ class SymbolBatch:
 def _call_arguments(
     group: Sequence[tuple[str, SymbolBatch]],
 ) -> tuple[list[str], list[str | bytes | int | float]]:
-    """The keys and arguments of one :data:`FUNCTION_NAME` call for these symbols.
-
-    A tick is a tuple in :data:`TICK_FIELDS` order, so its values go in as they are
-    (``chain.from_iterable`` flattens in C) and hiredis turns the numbers into text."""
+    """The keys and arguments of one :data:`FUNCTION_NAME` call for these symbols (the
+    ticks' part is :mod:`spreadbus.bus.tickschema`'s; hiredis turns the numbers into text)."""
     names: list[str] = []
-    values: list[str | bytes | int | float] = [_FIELD_NAMES]
+    values: list[str | bytes | int | float] = [tickschema.FIELD]
     for symbol, batch in group:
         names.extend(_symbol_keys(symbol))
         values.append(len(batch.ticks))
         values.append(len(batch.ghosts))
         values.append("" if batch.cut_ms is None else batch.cut_ms)
         values.append("" if batch.ghost_cut_ms is None else batch.ghost_cut_ms)
-        values.extend(chain.from_iterable(batch.ticks))
-        values.extend(chain.from_iterable(batch.ghosts))
+        values.extend(tickschema.real_args(batch.ticks))
+        values.extend(tickschema.ghost_args(batch.ghosts))
     return names, values
 
 
@@ -207,7 +197,7 @@ async def repair_symbol(client: AsyncRedis, symbol: str) -> list[keys.CandleFiel
         flags = "".join("1" if f in broken else "0" for f in _SOURCE_ORDER)
         names = _symbol_keys(symbol)
         await client.execute_command(
-            "FCALL", REFILL_FUNCTION, len(names), *names, _FIELD_NAMES, from_ms, flags
+            "FCALL", REFILL_FUNCTION, len(names), *names, tickschema.FIELD, from_ms, flags
         )
     return broken
 
@@ -217,9 +207,7 @@ async def _building_minute(client: AsyncRedis, symbol: str) -> int | None:
     last = await client.xrevrange(keys.tick_stream(symbol), count=1)
     if not last:
         return None
-    entry_id = last[0][0]
-    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-    trade_ms = int(text.split("-")[0])
+    trade_ms = streamid.ms_of(cast(bytes, last[0][0]))
     return trade_ms - trade_ms % CANDLE_BUCKET_MS
 
 
@@ -272,10 +260,9 @@ async def last_trades(client: AsyncRedis, symbols: Sequence[str]) -> dict[str, t
             continue  # no stream yet
         last = _info_field(reply, b"last-generated-id")
         if isinstance(last, bytes | str):
-            text = last.decode() if isinstance(last, bytes) else last
-            trade_ms, trade_id = text.split("-")
-            if int(trade_ms) > 0:
-                out[symbol] = (int(trade_ms), int(trade_id))
+            trade_ms, trade_id = streamid.parse(last)
+            if trade_ms > 0:
+                out[symbol] = (trade_ms, trade_id)
     return out
 
 

@@ -38,8 +38,9 @@ import redis.exceptions
 from redis.crc import key_slot
 from redis.typing import EncodableT, FieldT
 
-from spreadbus.bus import keys
+from spreadbus.bus import keys, streamid
 from spreadbus.bus.connect import AsyncRedis, connect, resolve_url
+from spreadbus.bus.streamid import ms_of as id_ms  # noqa: F401 (engine.service imports it)
 from spreadbus.config import Settings
 from spreadbus.engine.core import Entry, StreamPosition
 
@@ -58,22 +59,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def id_ms(stream_id: str) -> int:
-    """The millisecond part of a stream id (a real tick's trade time)."""
-    return int(stream_id.split("-", 1)[0])
-
-
-def id_before(stream_id: str) -> str:
-    """The id just before ``stream_id``: XREAD after it returns ``stream_id`` itself."""
-    ms, seq = (int(p) for p in stream_id.split("-", 1))
-    return f"{ms}-{seq - 1}" if seq > 0 else f"{ms - 1}-18446744073709551615"
-
-
-def id_key(stream_id: str) -> tuple[int, int]:
-    ms, seq = stream_id.split("-", 1)
-    return int(ms), int(seq)
-
-
 def cursor_mapping(
     moved: Mapping[str, StreamPosition], counts: Mapping[str, tuple[int, int]]
 ) -> dict[FieldT, EncodableT]:
@@ -84,8 +69,10 @@ def cursor_mapping(
     return out
 
 
-async def load_cursor(client: AsyncRedis) -> dict[str, StreamPosition]:
-    raw: Any = await client.hgetall(keys.engine_cursor())
+async def load_cursor(client: AsyncRedis, key: str | None = None) -> dict[str, StreamPosition]:
+    """The cursor hash ``key`` (default :func:`keys.engine_cursor`; one share's when the
+    engines split the pairs, :func:`keys.engine_share_cursor`)."""
+    raw: Any = await client.hgetall(key or keys.engine_cursor())
     fields = {_text(k): v for k, v in raw.items()}
     counts: dict[str, list[int]] = {}
     if COUNTS_FIELD in fields:
@@ -141,17 +128,17 @@ def plan_start(stream: str, saved: StreamPosition | None, head: StreamHead | Non
     if saved is None:
         if head is None:
             return StreamStart(StreamPosition(ZERO_ID), None)
-        warm = None if is_ghost else id_ms(head.last_id)
+        warm = None if is_ghost else streamid.ms_of(head.last_id)
         return StreamStart(StreamPosition(head.last_id), warm or None)
-    warm = None if is_ghost else id_ms(saved.last_id) or None
-    if head is not None and id_key(head.max_deleted_id) > id_key(saved.last_id):
+    warm = None if is_ghost else streamid.ms_of(saved.last_id) or None
+    if head is not None and streamid.parse(head.max_deleted_id) > streamid.parse(saved.last_id):
         # entries after the cursor are gone; the price series still has their trades
         if head.first_id is not None:
-            resume = id_before(head.first_id)
-            warm = None if is_ghost else max(id_ms(resume), id_ms(saved.last_id))
+            resume = streamid.before(head.first_id)
+            warm = None if is_ghost else max(streamid.ms_of(resume), streamid.ms_of(saved.last_id))
         else:
             resume = head.last_id
-            warm = None if is_ghost else id_ms(head.last_id)
+            warm = None if is_ghost else streamid.ms_of(head.last_id)
         position = StreamPosition(resume, saved.processed, saved.bad)
         return StreamStart(position, warm, trimmed_after=saved.last_id)
     return StreamStart(saved, warm)

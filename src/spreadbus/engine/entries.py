@@ -1,16 +1,16 @@
-"""Stream entries to the five numbers the engine uses, with exactly the codec's rules.
+"""Stream entries to the five numbers the engine uses, with exactly the tick schema's rules.
 
-:func:`spreadbus.bus.codec.tick_from_fields` builds a full :class:`~spreadbus.bus.codec.Tick`
-(text fields decoded, a frozen dataclass) for every entry; at 50,000 ticks/s that alone would
-take a large share of a core. This module reads the numbers straight from the raw ``bytes``
-and checks the same conditions (every field present, numeric, price finite and > 0, qty >= 0,
-side buy/sell). Anything the fast path does not accept goes through the codec, so a bad entry
-is rejected with the codec's own reason and a valid one is never rejected.
+:func:`spreadbus.bus.tickschema.decode` builds a full :class:`~spreadbus.bus.codec.Tick`
+(text fields decoded) for every entry; at 50,000 ticks/s that alone would take a large share
+of a core. :func:`decode_many` reads the numbers straight from the raw ``bytes`` and checks the
+same conditions (numeric, price finite and > 0, qty >= 0, side buy/sell, text is text).
+Anything the fast paths do not accept goes through the schema's decoder, so a bad entry is
+rejected with its reason and a valid one is never rejected.
 
-Entries come either as a field dict (redis-py's usual reply) or as the flat
-``[name, value, name, value, ...]`` list of the raw reply the engine's reader asks for (no
-dict per entry). A flat entry in the order the gateway writes (:data:`TICK_FIELDS`) is read by
-position; any other order is turned into a dict first.
+Entries come as the flat ``[name, value, ...]`` list of the raw reply the engine's reader asks
+for (no dict per entry) or as a field dict. Fast paths: the compact layout the gateway writes
+(one field; the trade time of a real tick is its entry id's milliseconds) and the older
+nine-field layout in the gateway's order, read by position.
 """
 
 from __future__ import annotations
@@ -20,17 +20,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from spreadbus.bus.codec import TICK_FIELDS, CodecError, tick_from_fields
+from spreadbus.bus import tickschema
+from spreadbus.bus.codec import CodecError
 
-_REQUIRED: Final = frozenset(name.encode() for name in TICK_FIELDS)
-_CANONICAL: Final = [name.encode() for name in TICK_FIELDS]  # the gateway's field order
-_FLAT_LEN: Final = 2 * len(TICK_FIELDS)
-# positions of the values in a canonical flat entry
+_LEGACY: Final = [name.encode() for name in tickschema.LEGACY_FIELDS]  # the old field order
+_LEGACY_LEN: Final = 2 * len(tickschema.LEGACY_FIELDS)
+# positions of the values in a legacy flat entry
 _SYMBOL, _ID, _PRICE, _QTY, _SIDE, _T, _E, _RECV, _SRC = (
-    2 * TICK_FIELDS.index(name) + 1
+    2 * tickschema.LEGACY_FIELDS.index(name) + 1
     for name in ("symbol", "id", "price", "qty", "side", "T", "E", "recv", "src")
 )
-_SIDES: Final = (b"buy", b"sell")
+_FIELD: Final = tickschema.FIELD_B
+_SEP: Final = tickschema.SEP.encode()
+_REAL_WIDTH, _GHOST_WIDTH = tickschema.REAL_WIDTH, tickschema.GHOST_WIDTH
+_PRICE_AT, _QTY_AT, _SIDE_AT = tickschema.PRICE, tickschema.QTY, tickschema.SIDE
+_EVENT_AT, _RECV_AT, _SOURCE_AT = tickschema.EVENT, tickschema.RECV, tickschema.SOURCE
+_TRADE_MS_AT, _TRADE_ID_AT = tickschema.TRADE_MS, tickschema.TRADE_ID
+_SIDES: Final = tickschema.SIDES_B
 _INF: Final = math.inf
 
 Fields = dict[bytes, bytes] | dict[str, str] | list[bytes]
@@ -44,33 +50,6 @@ class TickPoint(NamedTuple):
     qty: float
     recv_ms: float
     event_ms: int
-
-
-def decode(fields: Fields) -> TickPoint:
-    """One entry's :class:`TickPoint`; :class:`CodecError` (a ``ValueError``) if the entry is
-    not a valid tick."""
-    if isinstance(fields, list):
-        points, bad = decode_many([(b"", fields)])
-        if bad:
-            raise bad[0][1]
-        return points.last()
-    try:
-        if fields.keys() >= _REQUIRED:
-            raw: dict[bytes, bytes] = fields  # type: ignore[assignment]
-            price = float(raw[b"price"])
-            qty = float(raw[b"qty"])
-            trade_ms = int(raw[b"T"])
-            event_ms = int(raw[b"E"])
-            recv_ms = float(raw[b"recv"])
-            int(raw[b"id"])
-            raw[b"symbol"].decode()  # text fields must be text, as for the codec
-            raw[b"src"].decode()
-            if 0.0 < price < _INF and qty >= 0.0 and raw[b"side"] in _SIDES:
-                return TickPoint(trade_ms, price, qty, recv_ms, event_ms)
-    except (TypeError, ValueError, AttributeError):
-        pass
-    tick = tick_from_fields(fields)  # the slow path names what is wrong
-    return TickPoint(tick.trade_ts, tick.price_f, tick.qty_f, tick.recv_ts, tick.event_ts)
 
 
 @dataclass(slots=True)
@@ -99,6 +78,14 @@ class Points:
         )
 
 
+def _slow(entry_id: Any, fields: Fields) -> TickPoint:
+    """The schema's decoder: names what is wrong with an entry the fast paths did not take."""
+    if isinstance(fields, list):
+        fields = dict(zip(fields[0::2], fields[1::2], strict=False))
+    tick = tickschema.decode(fields, entry_id, "")
+    return TickPoint(tick.trade_ts, tick.price_f, tick.qty_f, tick.recv_ts, tick.event_ts)
+
+
 def decode_many(
     entries: Sequence[tuple[Any, Fields]],
 ) -> tuple[Points, list[tuple[Any, ValueError]]]:
@@ -109,36 +96,56 @@ def decode_many(
     bad: list[tuple[Any, ValueError]] = []
     trade_col, price_col, qty_col = points.trade_ms, points.price, points.qty
     recv_col, event_col = points.recv_ms, points.event_ms
-    canonical, flat_len, sides, inf = _CANONICAL, _FLAT_LEN, _SIDES, _INF
+    legacy, legacy_len, sides, inf, name, sep = _LEGACY, _LEGACY_LEN, _SIDES, _INF, _FIELD, _SEP
     for entry_id, fields in entries:
-        if type(fields) is list:
-            if len(fields) == flat_len and fields[0::2] == canonical:
-                try:
+        side = None  # set once a fast path has read the entry
+        try:
+            value = None
+            if isinstance(fields, list):
+                if len(fields) == 2 and fields[0] == name:
+                    value = fields[1]
+                elif len(fields) == legacy_len and fields[0::2] == legacy:
                     price = float(fields[_PRICE])
                     qty = float(fields[_QTY])
                     trade_ms = int(fields[_T])
                     event_ms = int(fields[_E])
                     recv_ms = float(fields[_RECV])
                     int(fields[_ID])
-                    fields[_SYMBOL].decode()  # text fields must be text, as for the codec
+                    fields[_SYMBOL].decode()  # text fields must be text, as for the schema
                     fields[_SRC].decode()
-                    if 0.0 < price < inf and qty >= 0.0 and fields[_SIDE] in sides:
-                        trade_col.append(trade_ms)
-                        price_col.append(price)
-                        qty_col.append(qty)
-                        recv_col.append(recv_ms)
-                        event_col.append(event_ms)
-                        continue
-                except ValueError:
-                    pass  # the codec below says what is wrong
-            as_dict: Fields = dict(zip(fields[0::2], fields[1::2], strict=False))
-        else:
-            as_dict = fields
+                    side = fields[_SIDE]
+            elif len(fields) == 1:
+                value = fields.get(name)  # type: ignore[call-overload]
+            if type(value) is bytes:
+                parts = value.split(sep)
+                width = len(parts)
+                if width == _REAL_WIDTH:
+                    trade_ms = int(entry_id[: entry_id.index(b"-")])
+                elif width == _GHOST_WIDTH:
+                    trade_ms = int(parts[_TRADE_MS_AT])
+                    int(parts[_TRADE_ID_AT])
+                else:
+                    raise ValueError("width")
+                price = float(parts[_PRICE_AT])
+                qty = float(parts[_QTY_AT])
+                event_ms = int(parts[_EVENT_AT])
+                recv_ms = float(parts[_RECV_AT])
+                parts[_SOURCE_AT].decode()
+                side = parts[_SIDE_AT]
+            if side is not None and 0.0 < price < inf and qty >= 0.0 and side in sides:
+                trade_col.append(trade_ms)
+                price_col.append(price)
+                qty_col.append(qty)
+                recv_col.append(recv_ms)
+                event_col.append(event_ms)
+                continue
+        except (ValueError, TypeError, AttributeError):
+            pass  # the schema's decoder below says what is wrong
         try:
-            points.add(decode(as_dict))
+            points.add(_slow(entry_id, fields))
         except ValueError as exc:
             bad.append((entry_id, exc))
     return points, bad
 
 
-__all__ = ["CodecError", "Fields", "Points", "TickPoint", "decode", "decode_many"]
+__all__ = ["CodecError", "Fields", "Points", "TickPoint", "decode_many"]

@@ -56,6 +56,7 @@ import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Final
 
 import numpy as np
@@ -222,54 +223,13 @@ def _seed_int(seed: int) -> int:
 
 
 # ---- fast Tick construction -------------------------------------------------------------------
-_TICK_FIELDS: Final = (
-    "symbol",
-    "trade_id",
-    "price",
-    "qty",
-    "side",
-    "trade_ts",
-    "event_ts",
-    "recv_ts",
-    "source",
-)
-
-
 def build_ticks(columns: Sequence[Sequence[Any]], recv_ts: float, source: str) -> list[Tick]:
     """Many :class:`Tick` objects from seven columns (symbol, trade id, price text, qty text,
-    side, trade ts, event ts) sharing one ``recv_ts`` and ``source``.
-
-    About a third cheaper than calling ``Tick`` (whose frozen ``__init__`` goes through
-    ``object.__setattr__`` per field): the slots are filled through their descriptors. Falls
-    back to the constructor if ``Tick``'s layout ever changes."""
-    symbols, ids, prices, qtys, sides, trade_ts, event_ts = columns
-    if getattr(Tick, "__slots__", None) != _TICK_FIELDS:  # pragma: no cover - layout guard
-        return [
-            Tick(s, i, p, q, d, t, e, recv_ts, source)
-            for s, i, p, q, d, t, e in zip(
-                symbols, ids, prices, qtys, sides, trade_ts, event_ts, strict=True
-            )
-        ]
-    desc = [getattr(Tick, name).__set__ for name in _TICK_FIELDS]
-    set_sym, set_id, set_p, set_q, set_side, set_t, set_e, set_r, set_src = desc
-    new = object.__new__
-    out: list[Tick] = []
-    append = out.append
-    for s, i, p, q, d, t, e in zip(
-        symbols, ids, prices, qtys, sides, trade_ts, event_ts, strict=True
-    ):
-        tick = new(Tick)
-        set_sym(tick, s)
-        set_id(tick, i)
-        set_p(tick, p)
-        set_q(tick, q)
-        set_side(tick, d)
-        set_t(tick, t)
-        set_e(tick, e)
-        set_r(tick, recv_ts)
-        set_src(tick, source)
-        append(tick)
-    return out
+    side, trade ts, event ts) sharing one ``recv_ts`` and ``source``: ``Tick`` is a tuple, so
+    each is made in C (``tuple.__new__``) from a zip of the columns."""
+    count = len(columns[0])
+    rows = zip(*columns, repeat(recv_ts, count), repeat(source, count), strict=True)
+    return list(map(tuple.__new__, repeat(Tick), rows))
 
 
 # ---- the market -------------------------------------------------------------------------------

@@ -28,6 +28,8 @@ from spreadbus.bus import keys
 from spreadbus.bus.connect import AsyncRedis
 from spreadbus.bus.health import HealthState
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
+from spreadbus.bus.streamid import StreamId
+from spreadbus.bus.streamid import parse as parse_stream_id
 from spreadbus.config import Settings
 from spreadbus.logger.record import to_record
 from spreadbus.logger.sink import RotatingJsonlSink, last_stream_id, log_dir
@@ -42,7 +44,6 @@ ACK_EVERY_S: Final = 1.0  # fsync + XACK at most this often: bounds what a resta
 RECONNECT_BACKOFF_START = 0.2
 RECONNECT_BACKOFF_CAP = 1.0  # back within a second of Redis: the chaos suite's 5 s budget
 
-StreamId = tuple[int, int]
 
 
 def next_retry_delay(delay: float) -> float:
@@ -52,12 +53,6 @@ def next_retry_delay(delay: float) -> float:
     should wait no longer than it has to; a real outage gets the capped backoff.
     """
     return min(max(delay * 2, RECONNECT_BACKOFF_START), RECONNECT_BACKOFF_CAP)
-
-
-def parse_stream_id(text: bytes | str) -> StreamId:
-    raw = text.decode() if isinstance(text, bytes) else text
-    ms, _, seq = raw.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class CentralLogger:

@@ -31,8 +31,8 @@ from spreadbus.analytics.resample import BAR_MILLISECONDS, Rule, resample
 from spreadbus.archivist.convert import ANALYTICS_METRICS
 from spreadbus.archivist.layout import day_start_ms
 from spreadbus.archivist.reader import list_files, read_analytics, read_ticks
-from spreadbus.bus import keys
-from spreadbus.bus.codec import CodecError, tick_from_fields
+from spreadbus.bus import keys, streamid, tickschema
+from spreadbus.bus.codec import CodecError
 
 CHUNK: Final = 20_000
 DAY_MS: Final = 86_400_000
@@ -51,11 +51,6 @@ TICK_SCHEMA: Final = pa.schema(
 Row = tuple[Any, ...]
 
 
-def _stream_id(text: str) -> tuple[int, int]:
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def _archive_dates(archive_dir: Path, dataset: str, key: str) -> list[str]:
     return sorted(
         {f.date for f in list_files(archive_dir) if f.dataset == dataset and f.key == key}
@@ -72,7 +67,7 @@ def _tick_seam(archive_dir: Path, symbol: str, dates: list[str]) -> str | None:
         start = day_start_ms(date)
         frame = _real(read_ticks(archive_dir, symbol, start, start + DAY_MS))
         if len(frame):
-            newest = max(frame["stream_id"], key=_stream_id)
+            newest = max(frame["stream_id"], key=streamid.parse)
             return str(newest)
     return None
 
@@ -123,7 +118,7 @@ async def tick_chunks(
         rows: list[Row] = []
         for raw_id, fields in entries:
             try:
-                tick = tick_from_fields(fields)
+                tick = tickschema.decode(fields, raw_id, symbol)
             except CodecError:
                 continue  # not a tick: the gateway never writes one
             if start_ms <= tick.trade_ts < end_ms:

@@ -12,11 +12,11 @@ publish_ticks(KEYS, ARGV)
         -- all hash-tagged on the symbol. On Redis Cluster a call carries one symbol (one slot);
         on a single node it carries every symbol of the flush, so the fixed cost of a call
         (tens of microseconds) is paid once per flush instead of once per symbol.
-  ARGV: 1 the nine field names, tab-separated (spreadbus.bus.codec.TICK_FIELDS order:
-          symbol id price qty side T E recv src)
+  ARGV: 1 the name of the entry's one field (spreadbus.bus.tickschema.FIELD, "t")
         then per symbol, in KEYS order: the number of real ticks R, the number of ghost ticks G,
-        the trim id of the real stream and of the ghost stream ("" = no trim), then 9 x R
-        values of the real ticks and 9 x G values of the ghost ticks (TICK_FIELDS order).
+        the trim id of the real stream and of the ghost stream ("" = no trim), then 5 x R
+        values for the real ticks (trade ms, trade id, price, qty, entry value) and G entry
+        values for the ghost ticks (spreadbus.bus.tickschema: real_args, ghost_args).
   Returns {real added, real duplicates, ghost added, samples refused}, summed over the symbols.
 
 All or nothing, in effect. Redis does not roll a function back when one of its commands fails,
@@ -30,17 +30,20 @@ What can still be refused after the checks (a sample older than a series' retent
 cured by a retry: the samples refused are counted in the reply instead of hidden.
 
 refill_sources(KEYS, ARGV)
-  KEYS: the twelve keys of one symbol, as above. ARGV: 1 the nine field names, 2 from_ms,
+  KEYS: the twelve keys of one symbol, as above. ARGV: 1 the field name, 2 from_ms,
   3 five flags ("1"/"0") naming which of KEYS 3..7 to refill.
   Re-derives the samples of the stream's entries from from_ms on (the same samples
-  publish_ticks made of them) into the flagged series only: a series recreated after it was
+  publish_ticks made of them; entries of the older nine-field layout too) into the flagged
+  series only: a series recreated after it was
   deleted gets back the minute its candle is still being built from. Returns the entries read.
 
 Every value is an argument of its own: Redis's protocol parser hands them to Lua as strings
 for a fraction of what matching text lines in Lua costs (measured: 4 us a tick), and the client
 packs them in C.
 
-Each real tick is XADDed with id "<trade time>-<trade id>". Redis refuses an id that is not above
+Each real tick is XADDed with id "<trade time>-<trade id>" and one field, the tick's value
+(price qty side E recv src, space-separated: the key and the id carry the rest); a ghost tick
+with id "*" and a value that adds its trade time and id. Redis refuses an id that is not above
 the stream's last one, so a trade seen twice (a replay after a restart, the overlap of two
 connections) is refused here and, crucially, never reaches the volume sum.
 
@@ -144,22 +147,19 @@ local function check_keys(keys, first)
   return nil
 end
 
--- XADD the R real ticks at args[p .. p + 9R - 1]; returns added, duplicates, samples refused
-local function add_real(keys, names, args, p, count)
-  local n1, n2, n3, n4, n5, n6, n7, n8, n9 = unpack(names)
+-- XADD the R real ticks at args[p .. p + 5R - 1]; returns added, duplicates, samples refused
+local function add_real(keys, name, args, p, count)
   local added, dupes = 0, 0
   local acc = new_samples()
-  for i = p, p + 9 * (count - 1), 9 do
-    local id, price_text, qty_text, ms = args[i + 1], args[i + 2], args[i + 3], args[i + 5]
-    local reply = redis.pcall('XADD', keys[1], ms .. '-' .. id,
-      n1, args[i], n2, id, n3, price_text, n4, qty_text, n5, args[i + 4], n6, ms,
-      n7, args[i + 6], n8, args[i + 7], n9, args[i + 8])
+  for i = p, p + 5 * (count - 1), 5 do
+    local ms = args[i]
+    local reply = redis.pcall('XADD', keys[1], ms .. '-' .. args[i + 1], name, args[i + 4])
     if type(reply) == 'table' and reply.err then
       -- the keys were checked, so the only refusal left is an id at or below the last one
       dupes = dupes + 1
     else
       added = added + 1
-      add_tick(acc, ms, price_text, qty_text)
+      add_tick(acc, ms, args[i + 2], args[i + 3])
     end
   end
   local refused = 0
@@ -167,25 +167,17 @@ local function add_real(keys, names, args, p, count)
   return added, dupes, refused
 end
 
-local function add_ghosts(keys, names, args, p, count)
-  local n1, n2, n3, n4, n5, n6, n7, n8, n9 = unpack(names)
-  for i = p, p + 9 * (count - 1), 9 do
-    redis.call('XADD', keys[2], '*', n1, args[i], n2, args[i + 1], n3, args[i + 2],
-      n4, args[i + 3], n5, args[i + 4], n6, args[i + 5], n7, args[i + 6], n8, args[i + 7],
-      n9, args[i + 8])
+local function add_ghosts(keys, name, args, p, count)
+  for i = p, p + count - 1 do
+    redis.call('XADD', keys[2], '*', name, args[i])
   end
 end
 
-local function field_names(text)
-  local names = {string.match(text,
-    '^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$')}
-  if #names ~= 9 then return nil end
-  return names
-end
+local REAL_ARGS, GHOST_ARGS = 5, 1
 
 local function publish_ticks(keys, args)
-  local names = field_names(args[1])
-  if names == nil then return redis.error_reply('publish_ticks: expected nine field names') end
+  local name = args[1]
+  if name == nil or name == '' then return redis.error_reply('publish_ticks: expected the field name') end
   if #keys % KEYS_PER_SYMBOL ~= 0 then
     return redis.error_reply('publish_ticks: expected 12 keys a symbol')
   end
@@ -193,12 +185,12 @@ local function publish_ticks(keys, args)
   local p = 2
   for k = 0, #keys - 1, KEYS_PER_SYMBOL do
     local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
-    if real == nil or ghosts == nil or p + 3 + 9 * (real + ghosts) > #args then
+    if real == nil or ghosts == nil or p + 3 + REAL_ARGS * real + GHOST_ARGS * ghosts > #args then
       return redis.error_reply('publish_ticks: arguments do not match the tick counts')
     end
     local problem = check_keys(keys, k)
     if problem ~= nil then return redis.error_reply(problem) end
-    p = p + 4 + 9 * (real + ghosts)
+    p = p + 4 + REAL_ARGS * real + GHOST_ARGS * ghosts
   end
   if p ~= #args + 1 then
     return redis.error_reply('publish_ticks: arguments do not match the tick counts')
@@ -212,14 +204,14 @@ local function publish_ticks(keys, args)
       keys[k + 6], keys[k + 7]}
     p = p + 4
     if real > 0 then
-      local added, dupes, refused = add_real(symbol_keys, names, args, p, real)
+      local added, dupes, refused = add_real(symbol_keys, name, args, p, real)
       total[1], total[2], total[4] = total[1] + added, total[2] + dupes, total[4] + refused
-      p = p + 9 * real
+      p = p + REAL_ARGS * real
     end
     if ghosts > 0 then
-      add_ghosts(symbol_keys, names, args, p, ghosts)
+      add_ghosts(symbol_keys, name, args, p, ghosts)
       total[3] = total[3] + ghosts
-      p = p + 9 * ghosts
+      p = p + GHOST_ARGS * ghosts
     end
     if cut ~= '' then redis.call('XTRIM', keys[k + 1], 'MINID', '~', cut) end
     if ghost_cut ~= '' then redis.call('XTRIM', keys[k + 2], 'MINID', '~', ghost_cut) end
@@ -227,20 +219,30 @@ local function publish_ticks(keys, args)
   return total
 end
 
+-- trade ms, price text, qty text of a stream entry in either layout (nil: not a tick)
+local function entry_sample(name, entry)
+  local fields = entry[2]
+  if #fields == 2 and fields[1] == name then
+    local price, qty = string.match(fields[2], '^(%S+) (%S+) ')
+    return string.match(entry[1], '^(%d+)'), price, qty
+  end
+  local values = {}
+  for j = 1, #fields, 2 do values[fields[j]] = fields[j + 1] end
+  return values['T'], values['price'], values['qty']  -- the nine-field layout
+end
+
 local function refill_sources(keys, args)
-  local names = field_names(args[1])
-  if names == nil or #keys ~= KEYS_PER_SYMBOL or #args ~= 3 or #args[3] ~= 5 then
-    return redis.error_reply('refill_sources: expected 12 keys, field names, from_ms, 5 flags')
+  local name = args[1]
+  if name == nil or #keys ~= KEYS_PER_SYMBOL or #args ~= 3 or #args[3] ~= 5 then
+    return redis.error_reply('refill_sources: expected 12 keys, field name, from_ms, 5 flags')
   end
   local only = {}
   for i, slot in ipairs(SOURCE_KEYS) do only[slot] = string.sub(args[3], i, i) == '1' end
   local acc = new_samples()
   local entries = redis.call('XRANGE', keys[1], args[2], '+')
   for _, entry in ipairs(entries) do
-    local values = {}
-    local fields = entry[2]
-    for j = 1, #fields, 2 do values[fields[j]] = fields[j + 1] end
-    add_tick(acc, values[names[6]], values[names[3]], values[names[4]])
+    local ms, price, qty = entry_sample(name, entry)
+    if ms ~= nil and price ~= nil and qty ~= nil then add_tick(acc, ms, price, qty) end
   end
   add_samples(keys, acc, only)
   return #entries

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel
 
-from spreadbus.bus import keys
-from spreadbus.bus.codec import CodecError, Tick, tick_from_fields
+from spreadbus.bus import keys, tickschema
+from spreadbus.bus.codec import CodecError, Tick
 from spreadbus.web.deps import Client
 from spreadbus.web.export import csv_response, iso_ms
 from spreadbus.web.fields import Scalar, number, typed_fields
@@ -102,7 +102,7 @@ async def ticks_csv(
     rows: list[list[object]] = []
     for stream_id, fields in reversed(entries):
         try:
-            rows.append(_tick_row(stream_id, tick_from_fields(fields)))
+            rows.append(_tick_row(stream_id, tickschema.decode(fields, stream_id, name)))
         except CodecError:
             continue  # not a tick: the gateway never writes one, skip what someone else did
     return csv_response(TICK_COLUMNS, rows, f"ticks_{name}_{venue}.csv")
