@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Final, cast
 
 import redis.asyncio as aioredis
@@ -25,6 +24,7 @@ import redis.exceptions
 from spreadbus.bus import keys, streamid, tickschema
 from spreadbus.bus.codec import Tick
 from spreadbus.bus.connect import AsyncRedis, fcall, is_cluster, on_every_primary
+from spreadbus.bus.functions import library_code
 
 PRICE_RETENTION_MS: Final = 3_600_000  # raw prices: 1 hour
 CANDLE_RETENTION_MS: Final = 86_400_000  # candles: 24 hours
@@ -134,7 +134,7 @@ def _symbol_keys(symbol: str) -> list[str]:
 
 
 def function_code() -> str:
-    return resources.files("spreadbus.bus").joinpath("lua/spreadbus.lua").read_text()
+    return library_code("spreadbus")
 
 
 async def load_function(client: AsyncRedis) -> None:

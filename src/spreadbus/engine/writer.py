@@ -1,7 +1,7 @@
 """Writing a batch's results: one round trip, and on a single node one atomic unit.
 
 **Single node**: everything a batch produced goes to Redis in one call of the engine's Redis
-Function (:data:`ENGINE_LIBRARY`): the pairs' snapshot fields (``HSET state:analytics:{PAIR}``),
+Function (``bus/lua/engine.lua``): the pairs' snapshot fields (``HSET state:analytics:{PAIR}``),
 their chart samples (``TS.MADD``), the symbols' fields, the alerts (``PUBLISH channel:alerts``
 and the capped recent list), the alert states, and the stream cursors with their
 processed/bad counts. A function runs atomically, like ``MULTI``/``EXEC`` (nothing else runs
@@ -35,6 +35,7 @@ import redis.exceptions
 from spreadbus.bus import keys
 from spreadbus.bus.codec import alert_to_json
 from spreadbus.bus.connect import AsyncRedis, fcall
+from spreadbus.bus.functions import library_code
 from spreadbus.engine.consumer import COUNTS_FIELD, cursor_mapping
 from spreadbus.engine.core import StreamPosition, WriteSet
 from spreadbus.engine.pairstate import SERIES_FIELDS
@@ -80,64 +81,6 @@ async def ensure_pair_series(client: AsyncRedis, pair: str) -> None:
                 raise
 
 
-ENGINE_LIBRARY: Final = """#!lua name=spreadbus_engine
--- apply(KEYS, ARGV): one batch of QuantEngine results, atomically (spreadbus/engine/writer.py).
--- ARGV[1] is JSON; keys are given as indexes into KEYS (every key is declared):
---   h: [[key, [field, value, ...]], ...]   HSET       d: [[key, [field, ...]], ...]  HDEL
---   m: [key, ts, value, key, ts, value, ...]  TS.MADD (chunked)
---   p: [[channel, message], ...]  PUBLISH    l: [key, [message, ...], cap]  LPUSH + LTRIM
--- Values arrive as text. Returns {refused commands or samples, first refusal}.
-local CHUNK = 2400  -- arguments per call: well under Lua's unpack limit
-
-local function apply(keys, args)
-  local batch = cjson.decode(args[1])
-  local refused, first = 0, ''
-  local function note(reply)
-    if type(reply) == 'table' then
-      if reply.err then
-        refused = refused + 1
-        if first == '' then first = reply.err end
-      else
-        for _, item in ipairs(reply) do
-          if type(item) == 'table' and item.err then
-            refused = refused + 1
-            if first == '' then first = item.err end
-          end
-        end
-      end
-    end
-  end
-  local function chunked(command, key, items)
-    for i = 1, #items, CHUNK do
-      local part = {}
-      for j = i, math.min(i + CHUNK - 1, #items) do part[#part + 1] = items[j] end
-      if key then note(redis.pcall(command, key, unpack(part)))
-      else note(redis.pcall(command, unpack(part))) end
-    end
-  end
-  for _, h in ipairs(batch.h or {}) do chunked('HSET', keys[h[1]], h[2]) end
-  for _, d in ipairs(batch.d or {}) do chunked('HDEL', keys[d[1]], d[2]) end
-  local m = batch.m or {}
-  if #m > 0 then
-    local samples = {}
-    for i = 1, #m, 3 do
-      samples[#samples + 1] = keys[m[i]]
-      samples[#samples + 1] = m[i + 1]
-      samples[#samples + 1] = m[i + 2]
-    end
-    chunked('TS.MADD', nil, samples)
-  end
-  for _, p in ipairs(batch.p or {}) do note(redis.pcall('PUBLISH', p[1], p[2])) end
-  if batch.l then
-    local key = keys[batch.l[1]]
-    for _, message in ipairs(batch.l[2]) do note(redis.pcall('LPUSH', key, message)) end
-    note(redis.pcall('LTRIM', key, 0, batch.l[3] - 1))
-  end
-  return {refused, first}
-end
-
-redis.register_function('spreadbus_engine_apply', apply)
-"""
 FUNCTION_NAME: Final = "spreadbus_engine_apply"
 
 
@@ -195,7 +138,7 @@ def function_call(batch: WriteSet) -> tuple[list[str], bytes]:
 
 
 async def load_library(client: AsyncRedis) -> None:
-    await client.execute_command("FUNCTION", "LOAD", "REPLACE", ENGINE_LIBRARY)
+    await client.execute_command("FUNCTION", "LOAD", "REPLACE", library_code("engine"))
 
 
 class WriteError(RuntimeError):
