@@ -32,15 +32,12 @@ from spreadbus.gateway.service import Gateway
 from spreadbus.testing.binance_server import BinanceServer
 from spreadbus.testing.services import running_service
 
-try:  # the stream entry layout is moving to bus.tickschema (issue 14); read either
+try:  # issue 14 moves the stream entry layout to bus.tickschema: read it there once it lands
     from spreadbus.bus.tickschema import decode
-
-    def decode_entry(entry_id: bytes, fields: Any, symbol: str) -> Tick:
-        return decode(fields, entry_id, symbol)
-except ImportError:
+except ImportError:  # until then, the codec's decoder (it needs neither entry id nor symbol)
     from spreadbus.bus.codec import tick_from_fields
 
-    def decode_entry(entry_id: bytes, fields: Any, symbol: str) -> Tick:
+    def decode(fields: Any, entry: bytes | str, symbol: str) -> Tick:
         return tick_from_fields(fields)
 
 
@@ -417,7 +414,7 @@ COUNTED = ("frames", "skipped", "unsubscribed", "error_replies", "malformed", "p
 
 
 def _rows(entries: list[Any], symbol: str) -> list[tuple[Any, ...]]:
-    ticks = [decode_entry(entry_id, fields, symbol) for entry_id, fields in entries]
+    ticks = [decode(fields, entry_id, symbol) for entry_id, fields in entries]
     return [(t.trade_id, t.price, t.qty, t.side, t.trade_ts, t.event_ts) for t in ticks]
 
 
