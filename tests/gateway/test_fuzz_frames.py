@@ -521,3 +521,52 @@ async def test_fuzzed_frames_through_the_server_are_counted_and_valid_trades_lan
         assert health.get(name, 0) == 0, (name, health[name])
     print(f"\ngateway fuzz: sent {dict(sent)}; malformed {health.get('malformed_by_reason')}")
     assert sent["frames"] >= 10_000
+
+
+@pytest.mark.slow
+async def test_frames_the_websocket_layer_refuses_cost_a_reconnect_and_no_trade(
+    settings: Settings, aredis: aioredis.Redis
+) -> None:
+    """Two frames no parser ever sees: a text frame that is not UTF-8 (the client closes with
+    1007) and one above the client's 4 MiB limit (1009). Each costs one counted reconnect; the
+    trades published while the connection was down come back from REST, so the stream holds
+    every trade the server published, once, in order."""
+    opts = {
+        "source": "binance", "pairs": ("ETHUSDT/BTCUSDT",), "binance_stream": "aggTrade",
+    }  # fmt: skip
+    broken = [b"\xff\xfe\x00not utf-8", b'{"e":"aggTrade","p":"' + b"1" * (5 << 20) + b'"}']
+    async with BinanceServer(ping_interval=None) as server:
+        opts |= {"binance_ws_url": server.ws_url, "binance_rest_url": server.rest_url}
+        gw_settings = settings.model_copy(update=opts)
+        async with running_service(Gateway, gw_settings, client=aredis, stop_timeout=15) as gw:
+            counters = gw.ingest.counters
+
+            async def publish(n: int) -> None:
+                for i in range(n):
+                    server.publish_agg_trade("BTCUSDT", f"{100 + i * 0.01:.2f}", "0.5")
+                await server.flush()
+
+            await server.wait_for_subscribers("btcusdt@aggTrade")
+            await publish(20)
+            for reconnects, frame in enumerate(broken, 1):
+                server.send_to_all(frame)
+                await publish(10)  # behind the broken frame: never read on this connection
+                await _until(lambda n=reconnects: counters["reconnects"] == n, "a reconnect")
+                await server.wait_for_subscribers("btcusdt@aggTrade")
+                await publish(10)  # the first of these shows the gap: back-filled from REST
+            sent = [row["a"] for row in server.agg_trades("BTCUSDT")]
+
+            async def landed() -> list[int]:
+                entries = await aredis.xrange(keys.tick_stream("BTCUSDT"))
+                return [decode(f, entry_id, "BTCUSDT").trade_id for entry_id, f in entries]
+
+            for _ in range(300):  # up to 15 s
+                if (got := await landed()) == sent:
+                    break
+                await asyncio.sleep(0.05)
+            assert got == sent
+            assert counters["reconnects"] == 2
+            assert counters["gaps"] == 2 and counters["backfilled"] == counters["missed"] == 20
+            assert counters["malformed"] == 0  # refused below the parser, counted as reconnects
+    codes = [c.close_code for c in server.closed_connections]
+    assert codes[:2] == [1007, 1009], codes
