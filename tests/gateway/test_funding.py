@@ -203,8 +203,9 @@ async def test_local_server_funding_reaches_feed_series_and_pair_carry(
 
                 async def carried() -> dict[str, str] | None:
                     snap = _decoded(await aredis.hgetall(keys.analytics_state("ETHUSDT/BTCUSDT")))
-                    ok = snap.get("carry_next_long_bps", "nan") != "nan"
-                    return snap if ok and snap.get("half_life", "nan") != "nan" else None
+                    # the carry is recomputed each second with the then latest half-life
+                    ok = snap.get("carry_half_life_long_bps", "nan") != "nan"
+                    return snap if ok else None
 
                 snap = await eventually(carried, timeout=30)
                 assert snap, "no carry in the pair snapshot"
