@@ -47,7 +47,7 @@ from spreadbus.bus import keys
 from spreadbus.bus.configstore import ConfigWatcher
 from spreadbus.bus.connect import AsyncRedis, is_cluster
 from spreadbus.bus.errors import disk_problem
-from spreadbus.bus.health import HealthState
+from spreadbus.bus.health import HealthState, State
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
 from spreadbus.config import Settings, symbols_of
 
@@ -312,10 +312,13 @@ class Archivist:
     # -- disk trouble ---------------------------------------------------------------------
 
     def _disk_failed(self, step: str, exc: OSError) -> None:
-        """Report a disk problem once per episode (health says it until the step succeeds)."""
+        """Report a disk problem once per episode (health says it until the step succeeds).
+        A spool that cannot be written stops the reading (failing); Parquet writes or a
+        compaction that fail leave the ticks safe in the spool, only late (degraded)."""
         problem = disk_problem(exc)
         first = f"disk:{step}" not in self.health_state.conditions
-        self.health_state.set(f"disk:{step}", "failing", f"{step}: {problem}")
+        state: State = "failing" if step == "spool" else "degraded"
+        self.health_state.set(f"disk:{step}", state, f"{step}: {problem}")
         if first:
             self.log.error(f"{step} write failed", problem=problem, error=repr(exc))
 
