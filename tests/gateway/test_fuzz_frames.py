@@ -570,3 +570,38 @@ async def test_frames_the_websocket_layer_refuses_cost_a_reconnect_and_no_trade(
             assert counters["malformed"] == 0  # refused below the parser, counted as reconnects
     codes = [c.close_code for c in server.closed_connections]
     assert codes[:2] == [1007, 1009], codes
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (found by this fuzzing, reported on issue 12): a frame the parser accepts "
+    "with a trade time far in the future (2^63 ms) becomes the symbol's last trade, and every "
+    "later trade is refused as a duplicate, in the ingest and in the stream (even after a "
+    "restart). The fix needs a plausibility rule for times (e.g. against recv_ts).",
+)
+async def test_a_trade_time_far_in_the_future_does_not_block_later_trades(
+    settings: Settings, aredis: aioredis.Redis
+) -> None:
+    opts = {"source": "binance", "pairs": ("ETHUSDT/BTCUSDT",)}
+    async with BinanceServer(ping_interval=None) as server:
+        opts |= {"binance_ws_url": server.ws_url, "binance_rest_url": server.rest_url}
+        gw_settings = settings.model_copy(update=opts)
+        async with running_service(Gateway, gw_settings, client=aredis, stop_timeout=15) as gw:
+            await server.wait_for_subscribers("btcusdt@aggTrade")
+            for _ in range(20):
+                server.publish_agg_trade("BTCUSDT", "100.5", "0.5")
+            last = server.agg_trades("BTCUSDT")[-1]["a"]
+            far = {"e": "aggTrade", "E": 2**63, "s": "BTCUSDT", "a": last + 1, "p": "100.6"}
+            far |= {"q": "0.5", "f": 1, "l": 1, "T": 2**63, "m": True}
+            server.send_to_all(json.dumps({"stream": "btcusdt@aggTrade", "data": far}))
+            server.publish_agg_trade("BTCUSDT", "100.7", "0.5", agg_id=last + 2)
+            for _ in range(19):
+                server.publish_agg_trade("BTCUSDT", "100.5", "0.5")
+            await server.flush()
+            counters = gw.ingest.counters
+            await _until(lambda: counters["frames"] == 41 and not gw.ingest.buffered, "frames")
+            await asyncio.sleep(0.2)  # the last flush
+            entries = await aredis.xrange(keys.tick_stream("BTCUSDT"))
+    landed = [decode(f, entry_id, "BTCUSDT").trade_id for entry_id, f in entries]
+    assert landed == [row["a"] for row in server.agg_trades("BTCUSDT")]
