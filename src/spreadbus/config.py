@@ -131,6 +131,16 @@ class Settings(BaseSettings):
         500 * 1024 * 1024, ge=1, le=2**40, description="Largest dataset upload (bytes)"
     )
     heartbeat_interval: float = Field(2.0, gt=0, description="Seconds between heartbeats")
+
+    # Scale-out (docs/scaling.md): shares held through lease:{kind}:{shard} keys
+    engines: int = Field(1, ge=1, le=256, description="Shares the pairs are split into")
+    shard: Literal["none", "auto"] = Field(
+        "none", description="auto: hold engine shares through leases and join the group"
+    )
+    instance: str = Field(
+        "", pattern=r"^[A-Za-z0-9_.-]{0,32}$",
+        description="Tells processes of one service apart (health key engine-<instance>)",
+    )  # fmt: skip
     stream_retention: float = Field(300.0, gt=0, description="Tick stream retention (s)")
     window: int = Field(300, ge=20, description="Engine rolling window (1 s bars)")
     archive_interval: float = Field(600.0, gt=0, description="Parquet write interval (s or 10m)")

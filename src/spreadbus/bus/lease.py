@@ -32,8 +32,8 @@ from typing import Any, Final
 from spreadbus.bus import keys
 from spreadbus.bus.connect import AsyncRedis
 
-TTL_S: Final = 3.0
-INTERVAL_S: Final = 0.5
+TTL_S: Final = 2.0
+INTERVAL_S: Final = 0.4
 
 _RENEW: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end

@@ -34,6 +34,7 @@ from spreadbus.bus.codec import epoch_ms
 from spreadbus.bus.configstore import ConfigWatcher, load_pairs, symbols_of
 from spreadbus.bus.connect import AsyncRedis, is_cluster
 from spreadbus.bus.health import HealthState
+from spreadbus.bus.lease import share_of
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
 from spreadbus.config import Settings
 from spreadbus.engine.consumer import (
@@ -64,14 +65,24 @@ def _worth_logging(total: int) -> bool:
 class QuantEngine:
     name = "engine"
 
-    def __init__(self, settings: Settings, client: AsyncRedis, log: EventLog) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: AsyncRedis,
+        log: EventLog,
+        share: tuple[int, int] | None = None,
+    ) -> None:
+        """``share``: (shard, shards) to serve only the pairs of that share, with the share's
+        own cursor (:mod:`spreadbus.engine.shards`); None: every pair."""
         self.settings = settings
         self.client = client
         self.log = log
+        self.share = share
         cluster = is_cluster(client)
         self.read_client = reader_client(settings)
         self.reader = StreamReader(self.read_client, grouped=cluster)
-        self.writer = SnapshotWriter(client, cluster)
+        cursor_key = keys.engine_share_cursor(*share) if share else None
+        self.writer = SnapshotWriter(client, cluster, cursor_key)
         self.core = EngineCore(settings.window)
         self.pairs: list[str] = []
         self.invalid_rules: dict[str, str] = {}
@@ -238,6 +249,8 @@ class QuantEngine:
     async def _apply_config(self, initial: bool = False) -> None:
         core = self.core
         pairs = await load_pairs(self.client, self.settings.pairs)
+        if self.share is not None:
+            pairs = [p for p in pairs if share_of(p, self.share[1]) == self.share[0]]
         rules, invalid = await load_rules(self.client)
         for rule_id, reason in invalid.items():
             if self.invalid_rules.get(rule_id) != reason:
@@ -273,7 +286,7 @@ class QuantEngine:
         if not symbols:
             return
         streams = [k for s in symbols for k in (keys.tick_stream(s), keys.ghost_stream(s))]
-        saved = await load_cursor(self.client)
+        saved = await load_cursor(self.client, self.writer.cursor_key)
         heads = await stream_heads(self.client, streams)
         span = self.core.history_s
         new_positions: dict[str, StreamPosition] = {}
@@ -381,4 +394,8 @@ async def _cancelled(task: asyncio.Task[StreamBatch] | None) -> None:
 
 
 def main(settings: Settings) -> int:
+    if settings.shard == "auto" or settings.engines > 1:
+        from spreadbus.engine.shards import ShardedEngine, service_name  # noqa: PLC0415
+
+        return run_service(ShardedEngine, service_name(settings), settings)
     return run_service(QuantEngine, "engine", settings)

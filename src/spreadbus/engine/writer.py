@@ -96,8 +96,9 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def function_call(batch: WriteSet) -> tuple[list[str], bytes]:
-    """The keys and the JSON argument of one :data:`FUNCTION_NAME` call for ``batch``."""
+def function_call(batch: WriteSet, cursor_key: str | None = None) -> tuple[list[str], bytes]:
+    """The keys and the JSON argument of one :data:`FUNCTION_NAME` call for ``batch``
+    (``cursor_key``: see :class:`SnapshotWriter`)."""
     keys_: list[str] = []
     index: dict[str, int] = {}
 
@@ -120,7 +121,8 @@ def function_call(batch: WriteSet) -> tuple[list[str], bytes]:
     if changed:
         h.append([key(keys.alert_state()), flat(changed)])
     if batch.positions:  # last: the cursor describes everything above
-        h.append([key(keys.engine_cursor()), flat(cursor_mapping(batch.positions, batch.counts))])
+        cursor = cursor_key or keys.engine_cursor()
+        h.append([key(cursor), flat(cursor_mapping(batch.positions, batch.counts))])
     payload: dict[str, object] = {"h": h}
     if gone:
         payload["d"] = [[key(keys.alert_state()), gone]]
@@ -146,9 +148,13 @@ class WriteError(RuntimeError):
 
 
 class SnapshotWriter:
-    def __init__(self, client: AsyncRedis, cluster: bool) -> None:
+    """``cursor_key``: where the cursor goes (default :func:`keys.engine_cursor`; one share's
+    :func:`keys.engine_share_cursor` when several engines split the pairs)."""
+
+    def __init__(self, client: AsyncRedis, cluster: bool, cursor_key: str | None = None) -> None:
         self.client = client
         self.cluster = cluster
+        self.cursor_key = cursor_key or keys.engine_cursor()
         self.refused = 0  # commands Redis answered with an error, since start
 
     async def prepare(self) -> None:
@@ -171,7 +177,7 @@ class SnapshotWriter:
         self._check(replies)
 
     async def _call(self, batch: WriteSet) -> None:
-        names, argument = function_call(batch)
+        names, argument = function_call(batch, self.cursor_key)
         assert isinstance(self.client, aioredis.Redis)  # a cluster goes through pipelines
         try:
             reply = await fcall(self.client, FUNCTION_NAME, names, [argument])
@@ -222,17 +228,16 @@ class SnapshotWriter:
         if gone:
             pipe.hdel(keys.alert_state(), *gone)
 
-    @staticmethod
-    def _cursor(pipe: Any, batch: WriteSet) -> None:
+    def _cursor(self, pipe: Any, batch: WriteSet) -> None:
         if batch.positions:
-            pipe.hset(keys.engine_cursor(), mapping=cursor_mapping(batch.positions, batch.counts))
+            pipe.hset(self.cursor_key, mapping=cursor_mapping(batch.positions, batch.counts))
 
     async def save_positions(
         self, positions: Mapping[str, StreamPosition], counts: Mapping[str, tuple[int, int]]
     ) -> None:
         """Where newly followed streams start (before anything was read from them)."""
         if positions:
-            await self.client.hset(keys.engine_cursor(), mapping=cursor_mapping(positions, counts))
+            await self.client.hset(self.cursor_key, mapping=cursor_mapping(positions, counts))
 
     async def forget(
         self, pairs: Iterable[str], symbols: Iterable[str], counts: Mapping[str, tuple[int, int]]
@@ -247,7 +252,7 @@ class SnapshotWriter:
                 pipe.delete(keys.analytics_state(pair))
             for symbol in symbols:
                 pipe.hdel(keys.analytics_state(symbol), *SYMBOL_FIELDS)
-                pipe.hdel(keys.engine_cursor(), keys.tick_stream(symbol), keys.ghost_stream(symbol))
+                pipe.hdel(self.cursor_key, keys.tick_stream(symbol), keys.ghost_stream(symbol))
             if symbols:
-                pipe.hset(keys.engine_cursor(), COUNTS_FIELD, orjson.dumps(counts))
+                pipe.hset(self.cursor_key, COUNTS_FIELD, orjson.dumps(counts))
             await pipe.execute()
