@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from spreadbus.archivist.layout import date_of_ms
 from spreadbus.bus import keys
 from spreadbus.research.backtest import BacktestParams, run_backtest
+from spreadbus.testing import datafiles
 
 T0 = 1_795_000_020_000 // 60_000 * 60_000  # a minute start on 2026-11-18
 MINUTE = 60_000
@@ -28,23 +29,11 @@ STRATEGY = {"window": 40, "entry_z": 1.5, "exit_z": 0.2, "fee_bps": 2.0, "slippa
 
 
 def _legs(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Two cointegrated legs rounded to cents (exact through CSV and Redis)."""
-    rng = np.random.default_rng(seed)
-    x = 200.0 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
-    s = np.zeros(n)
-    for t in range(1, n):
-        s[t] = 0.85 * s[t - 1] + rng.normal(0, 0.2)
-    return np.round(10.0 + 0.5 * x + s, 2), np.round(x, 2)
+    return datafiles.cointegrated_cents(n, seed)
 
 
 def _generic_csv(y: np.ndarray, x: np.ndarray) -> bytes:
-    lines = ["timestamp,symbol,price"]
-    for i, (py, px) in enumerate(zip(y, x, strict=True)):
-        lines += [
-            f"{T0 + i * MINUTE + 5},YYYUSDT,{py:.2f}",
-            f"{T0 + i * MINUTE + 9},XXXUSDT,{px:.2f}",
-        ]
-    return ("\n".join(lines) + "\n").encode()
+    return datafiles.generic_minutes({"YYYUSDT": y, "XXXUSDT": x}, T0)
 
 
 async def _dataset(api: httpx.AsyncClient, y: np.ndarray, x: np.ndarray) -> str:

@@ -35,7 +35,8 @@ def _truth() -> list[Tick]:
 
 
 def _sid(tick: Tick) -> str:
-    return f"{tick.trade_ts}-0"
+    """The gateway's entry id of a real tick: ``<trade ms>-<trade id>`` (bus.tickschema)."""
+    return f"{tick.trade_ts}-{tick.trade_id}"
 
 
 async def _setup_ticks(aredis: aioredis.Redis, part_writer: Callable[..., Path]) -> list[Tick]:

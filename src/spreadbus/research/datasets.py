@@ -180,10 +180,14 @@ def _first_cells(source: _Source) -> list[str] | None:
     return None
 
 
-def _number(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(text)
+def _checked(text: str, name: str, *, positive: bool) -> float:
+    """``text`` as a finite number > 0 (``positive``) or >= 0; ValueError saying which."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 if positive else value >= 0) or not math.isfinite(value):
+        raise ValueError(f"{name} {text!r} is not a number {'> 0' if positive else '>= 0'}")
     return value
 
 
@@ -227,22 +231,14 @@ def _generic_rows(source: _Source, problems: _Problems) -> Iterator[Row]:
         if not SYMBOL_RE.match(symbol):
             problems.add(f"{cells[1]!r} is not a symbol such as BTCUSDT", lineno, "symbol")
             continue
+        column = "price"
         try:
-            price = _number(cells[2])
-            if price <= 0:
-                raise ValueError(cells[2])
-        except ValueError:
-            problems.add(f"price {cells[2]!r} is not a number > 0", lineno, "price")
+            price = _checked(cells[2], column, positive=True)
+            column = "qty"
+            qty = _checked(cells[3], column, positive=False) if width == 4 else math.nan
+        except ValueError as exc:
+            problems.add(str(exc), lineno, column)
             continue
-        qty = math.nan
-        if width == 4:
-            try:
-                qty = _number(cells[3])
-                if qty < 0:
-                    raise ValueError(cells[3])
-            except ValueError:
-                problems.add(f"qty {cells[3]!r} is not a number >= 0", lineno, "qty")
-                continue
         yield ts_ms, symbol, price, qty
 
 
@@ -255,25 +251,21 @@ def _kline_rows(source: _Source, symbol: str, problems: _Problems) -> Iterator[R
             if cells[0].lower() == "open_time":
                 continue
         if len(cells) != len(KLINE_COLUMNS):
-            column = min(len(cells), len(KLINE_COLUMNS)) + 1
-            problems.add(f"{len(cells)} columns, expected {len(KLINE_COLUMNS)}", lineno, column)
+            missing = min(len(cells), len(KLINE_COLUMNS)) + 1
+            problems.add(f"{len(cells)} columns, expected {len(KLINE_COLUMNS)}", lineno, missing)
             continue
         try:
             ts_ms = _timestamp_ms(cells[0])
         except ValueError as exc:
             problems.add(str(exc), lineno, "open_time")
             continue
+        column = "close"
         try:
-            close = _number(cells[4])
-            if close <= 0:
-                raise ValueError(cells[4])
-        except ValueError:
-            problems.add(f"close {cells[4]!r} is not a number > 0", lineno, "close")
-            continue
-        try:
-            volume = _number(cells[5])
-        except ValueError:
-            problems.add(f"volume {cells[5]!r} is not a number", lineno, "volume")
+            close = _checked(cells[4], column, positive=True)
+            column = "volume"
+            volume = _checked(cells[5], column, positive=False)
+        except ValueError as exc:
+            problems.add(str(exc), lineno, column)
             continue
         yield ts_ms, symbol, close, volume
 

@@ -94,3 +94,24 @@ def zipped(member: str, data: bytes) -> bytes:
 
 def _text(lines: list[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
+
+
+def cointegrated_cents(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, x)``: x a walk near 200, ``y = 10 + x / 2 + AR(1) spread`` (phi 0.85, half-life
+    ~4 bars), both rounded to cents so they pass through CSV and Redis exactly."""
+    rng = np.random.default_rng(seed)
+    x = 200.0 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    s = np.zeros(n)
+    for t in range(1, n):
+        s[t] = 0.85 * s[t - 1] + rng.normal(0, 0.2)
+    return np.round(10.0 + 0.5 * x + s, 2), np.round(x, 2)
+
+
+def generic_minutes(columns: dict[str, np.ndarray], start_ms: int = T0_MS) -> bytes:
+    """``timestamp,symbol,price``: row ``i`` of every column in minute ``i`` (a few ms apart)."""
+    lines = ["timestamp,symbol,price"]
+    n = len(next(iter(columns.values())))
+    for i in range(n):
+        at = start_ms + i * 60_000
+        lines += [f"{at + k},{name},{v[i]:.2f}" for k, (name, v) in enumerate(columns.items())]
+    return _text(lines)

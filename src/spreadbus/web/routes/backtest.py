@@ -12,6 +12,7 @@ import asyncio
 import secrets
 import threading
 from collections import OrderedDict
+from dataclasses import fields
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Response
@@ -112,18 +113,9 @@ RESULTS: Final = _Results()
 
 
 def params_of(body: Strategy, bar: str) -> BacktestParams:
-    return BacktestParams(
-        bar=bar,  # type: ignore[arg-type]
-        hedge=body.hedge,
-        window=body.window,
-        entry_z=body.entry_z,
-        exit_z=body.exit_z,
-        stop_z=body.stop_z,
-        max_hold_bars=body.max_hold_bars,
-        fee_bps=body.fee_bps,
-        slippage_bps=body.slippage_bps,
-        capital=body.capital,
-    )
+    """The request's strategy fields (named as :class:`BacktestParams`'s) at ``bar``."""
+    chosen = {f.name: getattr(body, f.name) for f in fields(BacktestParams) if f.name != "bar"}
+    return BacktestParams(bar=bar, **chosen)  # type: ignore[arg-type]
 
 
 async def closes_of(client: Any, settings: Any, source: Source) -> tuple[Any, Any, Any]:
