@@ -5,11 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamps
 
-.PHONY: run test lint bench setup clean help
+.PHONY: run test chaos lint bench setup clean help
 
 help:
 	@echo "make run    start the whole stack (embedded Redis + services) with 'spreadbus up'"
 	@echo "make test   install everything needed and run the full test suite"
+	@echo "make chaos  the chaos suite: faults on a running stack, invariants checked (needs root)"
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  benchmarks (table on stdout, JSON in bench/results/)"
 
@@ -44,6 +45,10 @@ run: setup
 
 test: setup $(STAMP)/browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Real processes under faults for a few minutes; the table of recovery times goes to stdout.
+chaos: setup
+	$(BIN)/python -m pytest tests/chaos -m chaos -s -p no:randomly $(PYTEST_ARGS)
 
 lint: $(STAMP)/deps
 	$(BIN)/ruff check src tests bench

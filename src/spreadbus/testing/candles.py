@@ -19,11 +19,17 @@ def candles_from_ticks(ticks: Sequence[Tick]) -> pd.DataFrame:
         {"price": [float(t.price) for t in ticks], "qty": [float(t.qty) for t in ticks]},
         index=pd.to_datetime([t.trade_ts for t in ticks], unit="ms"),
     )
-    bars = frame.resample("1min").agg({"price": ["first", "max", "min", "last"], "qty": "sum"})
-    bars.columns = ["open", "high", "low", "close", "volume"]
-    bars = bars.dropna()
+    bars = minute_bars(frame)
     bars.index = pd.Index([int(ts.value // 1_000_000) for ts in bars.index])  # ns -> ms
     return bars
+
+
+def minute_bars(frame: pd.DataFrame) -> pd.DataFrame:
+    """1-minute open/high/low/close/volume of a ``price``/``qty`` frame indexed by trade time
+    in trade order; minutes without trades left out."""
+    bars = frame.resample("1min").agg({"price": ["first", "max", "min", "last"], "qty": "sum"})
+    bars.columns = ["open", "high", "low", "close", "volume"]
+    return bars.dropna()
 
 
 async def read_candles(client: AsyncRedis, symbol: str) -> pd.DataFrame:
