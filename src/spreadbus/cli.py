@@ -54,10 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis-port", dest="set_redis_port", help="embedded Redis port", default=argparse.SUPPRESS
     )
     up.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    up.add_argument(
+        "--engines", dest="set_engines", help="engine processes splitting the pairs (default 1)",
+        default=argparse.SUPPRESS,
+    )  # fmt: skip
 
     for spec in SERVICES.values():
         cmd = sub.add_parser(spec.name, parents=[common], help=spec.summary)
         cmd.add_argument("--check", action="store_true", help="exit 0 if healthy, 1 if not")
+        if spec.name == "engine":  # joining a group of engines: docs/scaling.md
+            for flag, text in (
+                ("--shard", "auto: hold shares of the pairs through leases, join the group"),
+                ("--engines", "shares the pairs are split into (the group's number)"),
+                ("--instance", "name of this process: heartbeat engine-<instance>"),
+            ):
+                cmd.add_argument(flag, dest=f"set_{flag[2:]}", help=text, default=argparse.SUPPRESS)
         if spec.name == "web":
             cmd.add_argument(
                 "--port",

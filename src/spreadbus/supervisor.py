@@ -82,6 +82,7 @@ class Child:
     restart_at: float | None = None
     history: list[int] = field(default_factory=list)  # exit codes, newest last
     given_up: str | None = None  # why it is not restarted any more
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the instance of engine-2
 
     @property
     def pid(self) -> int | None:
@@ -141,13 +142,15 @@ class Supervisor:
                 if not spec.built:
                     self.say(f"{spec.name:<8} not built yet, skipped")
                     continue
-                child = Child(
-                    spec.name,
-                    [sys.executable, "-m", "spreadbus", spec.name],
-                    logs / f"{spec.name}.console.log",
-                )
-                self.children[spec.name] = child
-                self._start(child, env)
+                for name, extra in instances(spec.name, self.settings):
+                    child = Child(
+                        name,
+                        [sys.executable, "-m", "spreadbus", spec.name],
+                        logs / f"{name}.console.log",
+                        extra_env=extra,
+                    )
+                    self.children[name] = child
+                    self._start(child, env)
             if "web" in self.children:
                 host, port = self.settings.web_host, self.settings.web_port
                 self.say(f"[bold green]web      http://{host}:{port}  (API: /api/docs)[/]")
@@ -177,7 +180,7 @@ class Supervisor:
         try:
             child.process = subprocess.Popen(
                 child.argv,
-                env=env,
+                env={**env, **child.extra_env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -283,7 +286,8 @@ class Supervisor:
             self.say(f"status   {line}")
 
     def _stop_all(self) -> None:
-        order = [n for n in STOP_ORDER if n in self.children]
+        # engine-2 ... stop with the engine
+        order = sorted(self.children, key=lambda n: STOP_ORDER.index(n.split("-")[0]))
         for name in order:
             child = self.children[name]
             if child.process is not None:
@@ -294,6 +298,16 @@ class Supervisor:
         if self.redis is not None:
             self.redis.stop()
             self.say("redis    stopped")
+
+
+def instances(service: str, settings: Settings) -> list[tuple[str, dict[str, str]]]:
+    """The processes of one service: (name, extra environment). ``--engines M`` runs M
+    engines, ``engine`` and ``engine-2`` ... ``engine-M``, which split the pairs through
+    leases (:mod:`spreadbus.engine.shards`)."""
+    if service != "engine" or settings.engines == 1:
+        return [(service, {})]
+    more = range(2, settings.engines + 1)
+    return [(service, {})] + [(f"{service}-{i}", {"SPREADBUS_INSTANCE": str(i)}) for i in more]
 
 
 def _last_line(path: Path) -> str:

@@ -3,6 +3,7 @@ processes on a real three-primary Redis Cluster."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,11 +17,13 @@ import pytest
 import redis
 
 from spreadbus.bus import keys
+from spreadbus.bus.lease import share_of
 from spreadbus.proc import free_port
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
 SERVICES = ("gateway", "engine", "logger", "archivist", "web")
+PROCESSES = (*SERVICES, "engine-2")  # up --engines 2
 PAIRS = ("ETHUSDT/BTCUSDT", "SOLUSDT/ETHUSDT")
 
 
@@ -52,19 +55,23 @@ def _health(client: redis.RedisCluster, service: str) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
-def _api_equals_redis(base: str, client: redis.RedisCluster, pair: str) -> bool:
-    """The API's snapshot equals the hash, when the hash did not change around the request
-    (False, to be asked again, when it did)."""
-    before: Any = client.hgetall(keys.analytics_state(pair))
-    got = httpx.get(f"{base}/api/analytics/{pair}", timeout=10)
-    after: Any = client.hgetall(keys.analytics_state(pair))
-    assert got.status_code == 200, got.text
-    if before != after:
-        return False
-    fields = got.json()["fields"]
-    for name in ("beta", "alpha", "zscore", "corr"):
-        assert fields[name] == pytest.approx(float(after[name.encode()]), rel=1e-12), name
-    return True
+def _api_equals_redis(base: str, client: redis.RedisCluster, pids: list[int]) -> None:
+    """With the engines paused (SIGSTOP, well under the lease TTL), the API's snapshot of
+    every pair equals its hash."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.3)  # a write already on its way lands
+        for pair in PAIRS:
+            got = httpx.get(f"{base}/api/analytics/{pair}", timeout=10)
+            assert got.status_code == 200, got.text
+            stored: Any = client.hgetall(keys.analytics_state(pair))
+            fields = got.json()["fields"]
+            for name in ("beta", "alpha", "zscore", "corr", "updated_ms"):
+                assert fields[name] == pytest.approx(float(stored[name.encode()]), rel=1e-12)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
 
 
 def _stream_ids(client: redis.RedisCluster, stream: str) -> set[str]:
@@ -75,8 +82,9 @@ def _stream_ids(client: redis.RedisCluster, stream: str) -> set[str]:
 def test_the_whole_stack_runs_on_a_cluster(
     redis_cluster_url: str, cluster: redis.RedisCluster, data_dir: Path
 ) -> None:
-    """Ingest, analytics, an alert rule set through the API, logs, the archive and the API,
-    all on a cluster; the archive is compared with the streams it was made from."""
+    """Ingest, analytics (two engines splitting the pairs), an alert rule set through the
+    API, logs, the archive and the API, all on a cluster; the archive is compared with the
+    streams it was made from."""
     port = free_port()
     env = {
         **os.environ,
@@ -90,12 +98,12 @@ def test_the_whole_stack_runs_on_a_cluster(
         "SPREADBUS_WEB_PORT": str(port),
     }
     up = subprocess.Popen(
-        [sys.executable, "-m", "spreadbus", "up", "--duration", "150"],
+        [sys.executable, "-m", "spreadbus", "up", "--duration", "150", "--engines", "2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        for service in SERVICES:
+        for service in PROCESSES:
             wait_for(
                 lambda s=service: _health(cluster, s).get("status") == "running",  # type: ignore[misc]
                 60,
@@ -120,12 +128,18 @@ def test_the_whole_stack_runs_on_a_cluster(
             return pairs if pairs == set(PAIRS) else set()
 
         wait_for(fired, 30, "the API's rule to fire for every pair", up)
+        # each engine holds one of the two shares (one pair each: crc32 mod 2 is 1 and 0)
+        assert {share_of(p, 2) for p in PAIRS} == {0, 1}
+        owners: Any = wait_for(
+            lambda: (o := [cluster.get(keys.lease("engine", s)) for s in (0, 1)])[0] != o[1] and o,
+            10, "the two engines to hold one share each", up,
+        )  # fmt: skip
+        pids = [int(_health(cluster, name)["pid"]) for name in ("engine", "engine-2")]
+        assert {int(o.decode().split(":")[1]) for o in owners} == set(pids)
+        _api_equals_redis(base, cluster, pids)
         health = httpx.get(f"{base}/api/health", timeout=10).json()
         assert health["healthy"] and health["simulated"], health
         assert sorted(health["services"]) == sorted(SERVICES)
-        for pair in PAIRS:
-            wait_for(lambda p=pair: _api_equals_redis(base, cluster, p), 20,  # type: ignore[misc]
-                     f"the API's snapshot of {pair} read between two equal ones", up)  # fmt: skip
         wait_for(lambda: list((data_dir / "archive" / "ticks").rglob("*.parquet")), 30,
                  "a first tick archive", up)  # fmt: skip
     finally:
