@@ -1,10 +1,21 @@
-"""Failures as short JSON answers: Redis away is a 503, a bug a 500, never a traceback."""
+"""Failures as short JSON answers: Redis away is a 503, a bug a 500, never a traceback.
+
+The OpenAPI document tells the truth about them (:func:`document_errors`): every error body
+is ``{"detail": ...}`` (text, or FastAPI's list of validation errors), a path naming a
+resource may answer 404, and a method a path does not have is a 405 whose ``Allow`` lists
+every method the path has (:func:`method_not_allowed`), whichever route Starlette tried first.
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.responses import Response
 
 from spreadbus.bus.connect import RedisUnavailableError
 from spreadbus.bus.service import EventLog
@@ -16,8 +27,96 @@ REDIS_DOWN = (
 )
 
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "properties": {"detail": {"title": "Detail", "type": "string"}},
+    "required": ["detail"],
+}
+NOT_FOUND: dict[str, Any] = {
+    "description": "No such resource",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make the generated document say what the API answers: a 422 ``detail`` is text (our
+    own checks) or FastAPI's list; operations with path parameters may answer 404."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault("Error", ERROR_SCHEMA)
+    validation = components.get("HTTPValidationError")
+    if validation is not None:
+        detail = validation["properties"]["detail"]
+        if "anyOf" not in detail:
+            validation["properties"]["detail"] = {
+                "title": "Detail",
+                "anyOf": [{"type": "string"}, {k: v for k, v in detail.items() if k != "title"}],
+            }
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            in_path = any(p.get("in") == "path" for p in operation.get("parameters", []))
+            if in_path:
+                operation["responses"].setdefault("404", NOT_FOUND)
+    return schema
+
+
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
+
+
+def path_methods(app: FastAPI, path: str) -> set[str]:
+    """Every method the OpenAPI document gives ``path`` (the document is what clients go by;
+    routers included lazily are not listed in ``app.routes``)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = []
+        for template, item in app.openapi().get("paths", {}).items():
+            pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+            methods = {m.upper() for m in item if m in HTTP_METHODS}
+            table.append((re.compile(f"^{pattern}$"), methods))
+        app.state.path_methods = table
+    found: set[str] = set()
+    for regex, methods in table:
+        if regex.match(path):
+            found |= methods
+    return found
+
+
+def method_not_allowed(
+    app: FastAPI,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    """Middleware: a method the path does not have is a 405 listing all the path's methods
+    (Starlette lists only the first matching route's, and the dashboard's catch-all routes
+    would answer 404)."""
+
+    async def check(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.url.path.startswith("/api/"):
+            methods = path_methods(app, request.url.path)
+            if methods and request.method not in methods:
+                return JSONResponse(
+                    {"detail": "Method Not Allowed"},
+                    status_code=405,
+                    headers={"Allow": ", ".join(sorted(methods))},
+                )
+        return await call_next(request)
+
+    return check
+
+
 def install(app: FastAPI, log: EventLog) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app``, and the error truths in its OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.middleware("http")(method_not_allowed(app))
 
     async def redis_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable", path=request.url.path, error=str(exc))

@@ -13,6 +13,11 @@ from fastapi import Path as PathParam
 
 from spreadbus.config import SYMBOL_RE, parse_pair
 
+# What the OpenAPI document promises (any case is accepted, as the checks upper-case first)
+SYMBOL_PATTERN = "^[A-Za-z0-9]{2,20}$"
+# two symbols, and not the same one twice (a lookahead with a back-reference)
+PAIR_PATTERN = r"^(?!([A-Za-z0-9]{2,20})[-/]\1$)[A-Za-z0-9]{2,20}[-/][A-Za-z0-9]{2,20}$"
+
 
 def pair_from_path(text: str) -> str:
     """``ETHUSDT-BTCUSDT`` or ``ETHUSDT/BTCUSDT`` (any case) -> ``ETHUSDT/BTCUSDT``."""
@@ -31,12 +36,26 @@ def symbol_from_path(text: str) -> str:
 
 
 def _pair(
-    pair: Annotated[str, PathParam(description="Y-X or Y/X, e.g. ETHUSDT-BTCUSDT")],
+    pair: Annotated[
+        str,
+        PathParam(
+            description="Y-X or Y/X, e.g. ETHUSDT-BTCUSDT (two different symbols)",
+            json_schema_extra={"pattern": PAIR_PATTERN},  # documented; checked by parse_pair
+        ),
+    ],
 ) -> str:
     return pair_from_path(pair)
 
 
-def _symbol(symbol: Annotated[str, PathParam(description="exchange symbol, e.g. BTCUSDT")]) -> str:
+def _symbol(
+    symbol: Annotated[
+        str,
+        PathParam(
+            description="exchange symbol, e.g. BTCUSDT",
+            json_schema_extra={"pattern": SYMBOL_PATTERN},  # documented; checked below
+        ),
+    ],
+) -> str:
     return symbol_from_path(symbol)
 
 
