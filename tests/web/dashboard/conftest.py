@@ -105,8 +105,11 @@ class Console:
     errors: list[str] = field(default_factory=list)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not longer: playwright's sync API keeps an event loop
+    running in this thread while it is open, and the suite's asyncio tests need the thread's
+    loop to themselves."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -48,7 +48,7 @@ def layout(title: str, revision: str, **extra: Any) -> dict[str, Any]:
         "hovermode": "x unified",
         "uirevision": revision,
         "legend": {"orientation": "h", "y": 1.12, "x": 0.35, "font": {"size": 11}},
-        "xaxis": {"type": "date", "gridcolor": COLORS["grid"]},
+        "xaxis": {"type": "date", "gridcolor": COLORS["grid"], "tickformat": "%H:%M:%S"},
         "yaxis": {"gridcolor": COLORS["grid"], "zeroline": False},
         "font": {"size": 11, "color": "#c8ced3"},
     }
@@ -138,7 +138,12 @@ def candles(symbol: str, rows: Sequence[Sequence[float | None]], revision: str) 
     extra = {
         "yaxis": {"domain": [0.3, 1.0], "gridcolor": COLORS["grid"]},
         "yaxis2": {"domain": [0.0, 0.22], "showgrid": False},
-        "xaxis": {"type": "date", "rangeslider": {"visible": False}, "gridcolor": COLORS["grid"]},
+        "xaxis": {
+            "type": "date",
+            "rangeslider": {"visible": False},
+            "gridcolor": COLORS["grid"],
+            "tickformat": "%H:%M:%S",
+        },
         "showlegend": False,
         "hovermode": "x",
     }

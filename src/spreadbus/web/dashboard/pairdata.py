@@ -35,16 +35,14 @@ class PairFrame:
 
     ts: list[int]
     columns: dict[str, np.ndarray[Any, np.dtype[np.float64]]]
+    after_ms: int = -1  # bars up to here are context (a live update's window), not new
 
     def __len__(self) -> int:
         return len(self.ts)
 
-    def since(self, after_ms: int) -> PairFrame:
-        keep = np.asarray(self.ts, dtype=np.int64) > after_ms
-        return PairFrame(
-            [t for t, k in zip(self.ts, keep, strict=True) if k],
-            {name: col[keep] for name, col in self.columns.items()},
-        )
+    def after(self, after_ms: int) -> PairFrame:
+        """The same bars, those up to ``after_ms`` marked as context (already on screen)."""
+        return PairFrame(self.ts, self.columns, after_ms)
 
     def spread(self, hedge: Hedge) -> np.ndarray[Any, np.dtype[np.float64]]:
         return self.columns["k_spread" if hedge == "kalman" else "spread"]

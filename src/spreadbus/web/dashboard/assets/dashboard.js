@@ -32,6 +32,7 @@
     { key: "age_s", label: "Age", title: "time since the pair's newest trade" },
   ];
   var spark = {};
+  var titles = {};  // column tooltips: the glossary's definitions, sent with the first rows
 
   function h(type, props, children) {
     var p = props || {};
@@ -52,6 +53,7 @@
   }
 
   function remember(data) {
+    if (data.titles) { titles = data.titles; }
     if (data.spark) {
       spark = {};
       Object.keys(data.spark).forEach(function (pair) {
@@ -162,9 +164,10 @@
         });
         var head = h("Tr", {}, COLUMNS.map(function (col) {
           var arrow = s.col === col.key ? (s.desc ? " ▼" : " ▲") : "";
-          if (col.sortable === false) { return h("Th", { title: col.title }, col.label); }
+          var title = titles[col.key] || col.title;
+          if (col.sortable === false) { return h("Th", { title: title }, col.label); }
           return h("Th", {
-            id: { type: "ov-sort", col: col.key }, n_clicks: 0, title: col.title,
+            id: { type: "ov-sort", col: col.key }, n_clicks: 0, title: title,
             className: "sortable",
           }, col.label + arrow);
         }));

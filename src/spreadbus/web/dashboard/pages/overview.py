@@ -16,6 +16,7 @@ from typing import Any, Final
 import dash_bootstrap_components as dbc
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, dcc, html
 
+from spreadbus.analytics.glossary import GLOSSARY
 from spreadbus.bus.codec import Alert
 from spreadbus.web import read
 from spreadbus.web.dashboard import fmt
@@ -125,7 +126,8 @@ def register(app: Dash, ctx: Context) -> None:
             read.recent_alerts(client, ALERTS_SCANNED),
         )
         data: dict[str, Any] = {"rows": rows(pairs, snaps, legs, alerts, time.time())}
-        if not n_intervals:  # a fresh page: the sparklines' history, once
+        if not n_intervals:  # a fresh page: the sparklines' history and the tooltips, once
+            data["titles"] = {f: GLOSSARY[f] for f in ROW_FIELDS if f in GLOSSARY}
             histories = await asyncio.gather(*(
                 read.history(client, pair, ["zscore"], SPARK_MINUTES, "1s") for pair in pairs
             ))  # fmt: skip

@@ -13,15 +13,18 @@ import math
 from typing import Any, Final
 
 import dash_bootstrap_components as dbc
+import numpy as np
 from dash import ALL, ClientsideFunction, Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from spreadbus.analytics.glossary import GLOSSARY
 from spreadbus.config import parse_pair
 from spreadbus.web import read
 from spreadbus.web.dashboard import figures, fmt
 from spreadbus.web.dashboard.context import Context, live_callback
 from spreadbus.web.dashboard.pages import Page
 from spreadbus.web.dashboard.pairdata import BAR_MS, MAX_MINUTES, PairFrame, load, z_window
+from spreadbus.web.routes import pairs as pair_routes
 
 PAIR_KPIS: Final = (
     ("zscore", "z-score"), ("spread", "Spread"), ("beta", "β OLS"), ("alpha", "α OLS"),
@@ -38,6 +41,8 @@ WINDOWS: Final = ((5, "5 min"), (15, "15 min"), (60, "1 h"), (240, "4 h"), (1440
 LIVE_TAIL_MINUTES: Final = 2  # what a 1 s live update re-reads (plus the z window)
 # live traces: figure id -> (frame column per trace)
 LIVE_TRACES: Final = {
+    "pair-prices": ("y", "x"),
+    "pair-spread": ("spread", "mean", "+1", "-1", "+2", "-2"),  # as figures.spread orders them
     "pair-z": ("z",),
     "pair-corr": ("corr",),
     "pair-beta": ("beta", "kalman_beta"),
@@ -59,7 +64,7 @@ def _kpi(field: str, label: str, pair: str, symbol: str | None = None) -> Any:
         "type": "kpi", "field": field}  # fmt: skip
     return html.Div(
         [
-            html.Div(label, className="kpi-label", title=field),
+            html.Div(label, className="kpi-label", title=GLOSSARY.get(field, field)),
             html.Span(fmt.MISSING, id=kpi_id, className="kpi-value", **attrs),
             html.Span(fmt.unit(field), className="kpi-unit"),
         ],
@@ -118,7 +123,17 @@ def layout(path: str) -> Any:
             html.Div(
                 [
                     html.H5(pair, className="mb-0 me-3"),
-                    html.Span(id="pair-warmup", className="warmup small"),
+                    html.Span(id="pair-warmup", className="warmup small me-3"),
+                    dbc.Button(
+                        "Watch",
+                        id="pair-watch",
+                        size="sm",
+                        color="primary",
+                        outline=True,
+                        className="py-0",
+                        style={"display": "none"},
+                    ),
+                    html.Span(id="pair-watch-out", className="small ms-2"),
                 ],
                 className="d-flex align-items-baseline mt-2",
             ),
@@ -185,24 +200,53 @@ def _figures(
         figures.correlation(ts, list(cols["corr"]), revision),
         figures.betas(ts, list(cols["beta"]), list(cols["kalman_beta"]), revision),
     ]
-    if not any(math.isfinite(v) for v in z_values):
+    if not snap:  # two symbols with data, but not a pair the engine analyses
+        note = "no analytics for this pair yet: Watch adds it to the engine's pairs"
+        for index, title in ((4, "Spread"), (5, "z-score"), (6, "Rolling correlation"),
+                             (7, "Hedge ratio")):  # fmt: skip
+            out[index] = figures.empty(title, note, revision)
+    elif not any(math.isfinite(v) for v in z_values):
         bars, win = snap.get("bars", snap.get("n")), snap.get("window_bars", snap.get("window"))
         note = f"warming up: {bars} of {win} bars" if bars is not None else "warming up"
         out[5] = figures.empty(f"z-score ({hedge_name})", note, revision)
     return out
 
 
-def _extend(frame: PairFrame, hedge: str, cap: int) -> dict[str, Any]:
-    """``extendData`` per live figure: the new bars, each figure capped at ``cap`` points."""
+def _scale(frame: PairFrame) -> tuple[float, float]:
+    """The first prices at which both legs traded: what normalised prices are divided by."""
+    both = np.isfinite(frame.columns["y"]) & np.isfinite(frame.columns["x"])
+    if not both.any():
+        return (1.0, 1.0)
+    first = int(np.argmax(both))
+    return (float(frame.columns["y"][first]), float(frame.columns["x"][first]))
+
+
+def _has_values(frame: PairFrame, hedge: str) -> bool:
+    """Do the new bars carry a z-score (the engine has warmed up on the pair)?"""
+    return bool(np.isfinite(frame.z(hedge)).any())  # type: ignore[arg-type]
+
+
+def _extend(frame: PairFrame, hedge: str, cap: int, window: int,
+            scale: tuple[float, float]) -> dict[str, Any]:  # fmt: skip
+    """``extendData`` per live figure: the new bars of ``frame`` (a tail holding at least a
+    ``window`` of bars before them, so the bands are the full chart's), each figure capped at
+    ``cap`` points; prices divided by ``scale`` (the first prices when normalised)."""
+    spread_values = frame.spread(hedge)  # type: ignore[arg-type]
+    mean, std = figures.rolling_bands(spread_values, window)
+    columns = {
+        "y": frame.columns["y"] / scale[0], "x": frame.columns["x"] / scale[1],
+        "spread": spread_values, "mean": mean, "+1": mean + std, "-1": mean - std,
+        "+2": mean + 2 * std, "-2": mean - 2 * std,
+        "z": frame.z(hedge),  # type: ignore[arg-type]
+        "corr": frame.columns["corr"], "beta": frame.columns["beta"],
+        "kalman_beta": frame.columns["kalman_beta"],
+    }  # fmt: skip
+    new = np.asarray(frame.ts) > frame.after_ms
+    ts = [t for t, keep in zip(frame.ts, new, strict=True) if keep]
     out: dict[str, Any] = {}
-    ts = frame.ts
-    for graph_id, columns in LIVE_TRACES.items():
-        xs, ys = [], []
-        for column in columns:
-            values = frame.z(hedge) if column == "z" else frame.columns[column]  # type: ignore[arg-type]
-            xs.append(ts)
-            ys.append([_finite(float(v)) for v in values])
-        out[graph_id] = [{"x": xs, "y": ys}, list(range(len(columns))), cap]
+    for graph_id, names in LIVE_TRACES.items():
+        ys = [[_finite(float(v)) for v in columns[name][new]] for name in names]
+        out[graph_id] = [{"x": [ts] * len(names), "y": ys}, list(range(len(names))), cap]
     return out
 
 
@@ -224,13 +268,33 @@ def register(app: Dash, ctx: Context) -> None:
 
     @app.callback(
         Output("pair-select", "options"),
+        Output("pair-watch", "style"),
         Input("pair-select", "value"),
+        Input("pair-watch-out", "children"),
     )
     @live_callback
-    async def choices(pair: str) -> list[dict[str, str]]:
-        """Configured pairs, plus the one shown (any two symbols with data can be opened)."""
+    async def choices(pair: str, _watched: Any) -> tuple[list[dict[str, str]], dict[str, str]]:
+        """Configured pairs, plus the one shown (any two symbols with data can be opened, and
+        watched: added to the engine's pairs)."""
         pairs, _ = await read.configured_pairs(ctx.client(), ctx.settings.pairs)
-        return [{"label": p, "value": p} for p in sorted({*pairs, pair})]
+        options = [{"label": p, "value": p} for p in sorted({*pairs, pair})]
+        return options, {} if pair not in pairs else {"display": "none"}
+
+    @app.callback(
+        Output("pair-watch-out", "children"),
+        Input("pair-watch", "n_clicks"),
+        State("pair-select", "value"),
+        prevent_initial_call=True,
+    )
+    @live_callback
+    async def watch(clicks: int | None, pair: str) -> str:
+        """Add the pair to ``config:pairs`` through the API's own ``PUT /api/pairs``."""
+        if not clicks:
+            raise PreventUpdate
+        client = ctx.client()
+        pairs, _ = await read.configured_pairs(client, ctx.settings.pairs)
+        await pair_routes.put_pairs(client, [*pairs, pair])
+        return f"watching {pair}: the engine starts on it now"
 
     @app.callback(
         Output("url", "pathname", allow_duplicate=True),
@@ -276,7 +340,15 @@ def register(app: Dash, ctx: Context) -> None:
             frame, pair, bar, hedge, abs(entry or 2.0), abs(exit_ or 0.0), bool(normalised),
             window, snaps[pair], (candles_y, candles_x),
         )  # fmt: skip
-        cursor = {"ts": frame.ts[-1] if frame.ts else 0, "points": len(frame), "bar": bar}
+        # the live figures that were drawn with their traces (not a "warming up" note): only
+        # those can be extended
+        drawn = [
+            i for i, fig in zip(figure_ids, figs, strict=True) if i in LIVE_TRACES and fig["data"]
+        ]
+        cursor = {
+            "ts": frame.ts[-1] if frame.ts else 0, "points": len(frame), "drawn": drawn,
+            "scale": _scale(frame) if normalised else (1.0, 1.0),
+        }  # fmt: skip
         return (*figs, cursor)
 
     @app.callback(
@@ -317,11 +389,19 @@ def register(app: Dash, ctx: Context) -> None:
         epoch: Any = no_update
         last = int((cursor or {}).get("ts") or 0)
         if bar == "1s" and last:
-            tail = LIVE_TAIL_MINUTES + math.ceil(ctx.settings.window / 60)
-            frame = (await load(client, pair, "1s", tail, ctx.settings.window)).since(last)
-            if len(frame):
+            window = z_window("1s", ctx.settings.window)
+            tail = LIVE_TAIL_MINUTES + math.ceil(window / 60)
+            frame = (await load(client, pair, "1s", tail, ctx.settings.window)).after(last)
+            drawn = cursor.get("drawn", [])
+            fresh = frame.ts and frame.ts[-1] > last
+            if fresh and len(drawn) < len(LIVE_TRACES) and _has_values(frame, hedge):
+                epoch = frame.ts[-1]  # warmed up since the last drawing: draw it all again
+                cursor = no_update  # type: ignore[assignment]
+            elif fresh:
                 cap = max(int((cursor or {}).get("points") or 0), min(int(minutes), 60) * 60)
-                extends = list(_extend(frame, hedge, cap).values())
+                scale = tuple(cursor.get("scale") or (1.0, 1.0))
+                updates = _extend(frame, hedge, cap, window, scale)
+                extends = [updates[i] if i in drawn else no_update for i in LIVE_TRACES]
                 cursor = {**cursor, "ts": frame.ts[-1]}
             else:
                 cursor = no_update  # type: ignore[assignment]
