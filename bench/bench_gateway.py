@@ -1,7 +1,15 @@
 """Gateway ingest benchmark: the local Binance-protocol server firehoses aggTrade frames for 50
 symbols into a real ``spreadbus gateway`` process; we time the full path (parse, ghost, both
-streams, TimeSeries) until every tick is in Redis. The ceiling, measured in the same run on the
-same Redis: ``redis-benchmark`` pipelined XADD of an entry with the same nine fields.
+streams, TimeSeries) until every tick is in Redis, and the CPU it cost per tick: the gateway
+process's (user + system, from /proc) and Redis's main thread's (``INFO cpu``). The ceiling,
+measured in the same run on the same Redis: ``redis-benchmark`` pipelined XADD of an entry of
+the same shape (:mod:`spreadbus.bus.tickschema`'s one field).
+
+CPU per tick is the figure to compare on a shared machine: wall-clock throughput moves with
+whatever else runs, CPU time much less. ``BENCH_GATEWAY_BASELINE=<label>=<path to another
+checkout's src>[,<label>=<path>...]`` also runs those trees' gateways on the same frames and
+Redis, alternating with ours (``BENCH_GATEWAY_ROUNDS`` times each), and reports ours against
+each of them.
 
 Also: the p99 batch-flush delay at a paced 10,000 ticks/s, from a tick's receipt until Redis has
 acknowledged the write of its batch (the gateway samples the oldest tick of every batch), once
@@ -13,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +33,8 @@ import orjson
 import redis
 
 from bench.wakeup import WakeupProbe
-from spreadbus.bus import keys
+from spreadbus.bus import keys, tickschema
+from spreadbus.bus.codec import Tick
 from spreadbus.bus.embedded import EmbeddedRedis, binary, server_env
 from spreadbus.gateway.binance import stream_name
 from spreadbus.proc import free_port, terminate
@@ -35,13 +45,19 @@ PAIRS = ",".join(f"{SYMBOLS[i]}/{SYMBOLS[i + 1]}" for i in range(0, 50, 2))
 FIREHOSE_TICKS = int(os.environ.get("BENCH_GATEWAY_TICKS", "200000"))
 PACED_RATE = 10_000
 PACED_SECONDS = 6
+BASELINES = dict(
+    item.split("=", 1) for item in os.environ.get("BENCH_GATEWAY_BASELINE", "").split(",") if item
+)
+ROUNDS = int(os.environ.get("BENCH_GATEWAY_ROUNDS", "2"))
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def redis_benchmark_xadd(server: EmbeddedRedis, password: str, requests: int = 200_000) -> float:
-    """Pipelined (-P 64) XADD of a nine-field entry: what Redis alone can take, requests/s."""
-    fields = ["symbol", "B00USDT", "id", "1", "price", "98231.40", "qty", "0.012", "side", "buy",
-              "T", "1795314919485", "E", "1795314919490", "recv", "1795314919491.123",
-              "src", "binance"]  # fmt: skip
+    """Pipelined (-P 64) XADD of an entry shaped as the gateway's: what Redis alone can take,
+    requests/s."""
+    tick = Tick("B00USDT", 1, "98231.40", "0.012", "buy", 1795314919485, 1795314919490,
+                1795314919491.123, "binance")  # fmt: skip
+    fields = [item for pair in tickschema.to_fields(tick).items() for item in pair]
     done = subprocess.run(
         [str(binary("redis-benchmark")), "-p", str(server.port), "-a", password, "-n",
          str(requests), "-P", "64", "-q", "XADD", "bench:xadd", "*", *fields],
@@ -65,8 +81,68 @@ async def _quiet_redis(client: redis.Redis) -> None:
         await asyncio.sleep(0.1)
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def redis_cpu_s(client: redis.Redis) -> float:
+    """CPU seconds of Redis's main thread (where commands and functions run)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
+
+
+async def firehose(
+    fake: BinanceServer, env: dict[str, str], client: redis.Redis, first_id: int
+) -> dict[str, float]:
+    """A fresh gateway (on an emptied Redis) takes :data:`FIREHOSE_TICKS` frames as fast as it
+    can: ticks/s, and gateway and Redis CPU microseconds per tick."""
+    await _quiet_redis(client)
+    gateway = await _start_gateway(fake, env)
+    try:
+        await asyncio.sleep(1.0)  # start-up (imports, series creation) is not per-tick cost
+        frames = build_agg_trade_frames(SYMBOLS, FIREHOSE_TICKS, first_agg_id=first_id)
+        gateway_cpu, server_cpu = process_cpu_s(gateway.pid), redis_cpu_s(client)
+        started = time.perf_counter()
+        sent = await fake.firehose(frames)
+        if sent.frames < FIREHOSE_TICKS:
+            raise RuntimeError(f"the server sent {sent.frames} frames on {sent.connections} conns")
+        while total_ticks(client) < FIREHOSE_TICKS:
+            if time.perf_counter() - started > 120:
+                raise RuntimeError(
+                    f"only {total_ticks(client)} of {FIREHOSE_TICKS} arrived; gateway "
+                    f"counters: {gateway_counters(client)}"
+                )
+            await asyncio.sleep(0.01)
+        elapsed = time.perf_counter() - started
+        gateway_cpu = process_cpu_s(gateway.pid) - gateway_cpu
+        server_cpu = redis_cpu_s(client) - server_cpu
+    finally:
+        terminate(gateway, 10)
+    return {
+        "rate": FIREHOSE_TICKS / elapsed,
+        "gateway_us": gateway_cpu / FIREHOSE_TICKS * 1e6,
+        "redis_us": server_cpu / FIREHOSE_TICKS * 1e6,
+    }
+
+
+def firehose_rows(case: str, runs: list[dict[str, float]], ceiling: float) -> list[dict[str, Any]]:
+    """Medians of the runs of one code tree."""
+    median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    return [
+        {"case": case, "metric": "sustained ingest", "value": median["rate"], "unit": "ticks/s",
+         "reference": ceiling, "ratio": median["rate"] / ceiling},
+        {"case": case, "metric": "gateway CPU per tick", "value": median["gateway_us"],
+         "unit": "us"},
+        {"case": case, "metric": "Redis CPU per tick", "value": median["redis_us"], "unit": "us"},
+    ]  # fmt: skip
+
+
 async def _start_gateway(fake: BinanceServer, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """A ``spreadbus gateway`` process, once it has subscribed to every symbol."""
+    """A ``spreadbus gateway`` process, once it has subscribed to every symbol (and the server
+    has seen the previous gateway's connections close: else their subscriptions would count)."""
+    await fake.wait_until(lambda: not fake.connections, 30, "the last gateway's connections")
     gateway = subprocess.Popen(
         [sys.executable, "-m", "spreadbus", "gateway"], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -122,33 +198,37 @@ async def _run(data: Path) -> list[dict[str, Any]]:
                 "SPREADBUS_HEARTBEAT_INTERVAL": "0.5",
                 "SPREADBUS_LOG_LEVEL": "WARNING",
             }
-            gateway = await _start_gateway(fake, env)
-
-            # 1. Sustained ingest: as fast as the gateway takes.
-            frames = build_agg_trade_frames(SYMBOLS, FIREHOSE_TICKS, first_agg_id=1)
-            started = time.perf_counter()
-            await fake.firehose(frames)
-            while total_ticks(client) < FIREHOSE_TICKS:
-                if time.perf_counter() - started > 60:
-                    raise RuntimeError(
-                        f"only {total_ticks(client)} of {FIREHOSE_TICKS} arrived; gateway "
-                        f"counters: {gateway_counters(client)}"
-                    )
-                await asyncio.sleep(0.01)
-            elapsed = time.perf_counter() - started
-            rate = FIREHOSE_TICKS / elapsed
-            rows.append({"case": "50 symbols, firehose", "metric": "sustained ingest",
-                         "value": rate, "unit": "ticks/s",
-                         "reference": ceiling, "ratio": rate / ceiling})  # fmt: skip
+            # 1. Sustained ingest: as fast as the gateway takes (and, if asked, the baseline
+            #    tree's gateway on the same frames, alternating).
+            trees = {"ours": env}
+            trees.update({label: {**env, "PYTHONPATH": path} for label, path in BASELINES.items()})
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+            first_id = 1
+            for _ in range(ROUNDS if BASELINES else 1):
+                for name, tree_env in trees.items():
+                    runs[name].append(await firehose(fake, tree_env, client, first_id))
+                    first_id += FIREHOSE_TICKS
+            ours = firehose_rows("50 symbols, firehose", runs["ours"], ceiling)
+            rows += ours
+            for label in BASELINES:
+                theirs = firehose_rows(f"50 symbols, firehose, {label}", runs[label], ceiling)
+                rows += theirs
+                for mine, other in zip(ours, theirs, strict=True):
+                    rows.append({"case": f"50 symbols, firehose, ours / {label}",
+                                 "metric": mine["metric"], "value": mine["value"],
+                                 "unit": mine["unit"], "reference": other["value"],
+                                 "ratio": mine["value"] / other["value"]})  # fmt: skip
+            rate = statistics.median(r["rate"] for r in runs["ours"])
             rows.append({"case": "50 symbols, firehose", "metric": "target 100,000 ticks/s",
                          "value": rate / 100_000, "unit": "x target"})  # fmt: skip
 
             # 2. Flush delay at a paced 10,000 ticks/s, steady and in bursts (a fresh process
             #    for each, so each has its own percentiles).
-            first_id = FIREHOSE_TICKS + 1
+            gateway = None
             for label, slice_s in (("steady, sent every 1 ms", 0.001),
                                    ("bursts of 100 every 10 ms", 0.01)):  # fmt: skip
-                terminate(gateway, 10)
+                if gateway is not None:
+                    terminate(gateway, 10)
                 await _quiet_redis(client)
                 gateway = await _start_gateway(fake, env)
                 paced = build_agg_trade_frames(

@@ -3,11 +3,13 @@
 Every source (Binance, sim, replay) feeds one :class:`Ingest` through the
 :class:`~spreadbus.gateway.sink.TickSink` methods. Ticks wait in per-symbol buffers for at most
 ``max_delay_ms`` (or until ``max_batch`` are waiting), then :meth:`Ingest.run` writes them all
-with one pipelined round trip. If a write fails, whatever the cause (Redis unreachable, out of
-memory, an error reply), the batch goes back to the front of the queue intact and is retried
-with capped backoff; failures are counted by kind and shown in :meth:`Ingest.health`, and the
-flush loop never ends on one. The buffer holds up to ``max_buffer`` ticks meanwhile; what does
-not fit is counted as lost, never silently.
+with one pipelined round trip. Whatever can be done per batch is done there, once per symbol
+and flush rather than once per tick: shadowing by the ghost venue (vectorised), latency rings,
+per-symbol counts. If a write fails, whatever the cause (Redis unreachable, out of memory, an
+error reply), the failed symbols' batches, ghosts included, are kept as they are and go out
+first in the next flush, retried with capped backoff; failures are counted by kind and shown
+in :meth:`Ingest.health`, and the flush loop never ends on one. The buffer holds up to
+``max_buffer`` ticks meanwhile; what does not fit is counted as lost, never silently.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class Ingest:
         self.last_ghost: dict[str, Tick] = {}
         self.funding = FundingBook()  # markPrice updates: mark, index, funding per symbol
         self.on_gap: GapListener | None = None
-        self._pending: dict[str, list[Tick]] = defaultdict(list)
+        self._pending: dict[str, list[Tick]] = defaultdict(list)  # fresh, not yet shadowed
+        self._retry: dict[str, SymbolBatch] = {}  # batches of a failed write, ghosts included
         self._held: dict[str, list[Tick]] = {}  # symbols waiting for a gap back-fill
         self._trimmed_at: dict[str, float] = {}  # symbol -> wall-clock ms of its last trim
         self._buffered = 0
@@ -145,9 +148,6 @@ class Ingest:
                 self._gap(symbol, last[1] + 1, tick.trade_id - 1)
         self.last_seen[symbol] = key
         self.counters["ticks"] += 1
-        self.per_symbol[symbol] += 1
-        self.latency[symbol].add(tick.recv_ts, tick.event_ts, tick.trade_ts)
-        self.last_tick[symbol] = tick
         held = self._held.get(symbol)
         if held is not None:
             held.append(tick)
@@ -160,7 +160,6 @@ class Ingest:
             if self.counters["lost"] & (self.counters["lost"] - 1) == 0:
                 self.log.error("buffer full, ticks lost", lost=self.counters["lost"])
             return
-        self.ghost.shadow(tick)
         if self._buffered == 0:
             self._first_pending_at = time.monotonic()
             self._wake.set()
@@ -199,10 +198,23 @@ class Ingest:
         return self._buffered
 
     def _take(self, now_ms: float) -> dict[str, SymbolBatch]:
-        batches: dict[str, SymbolBatch] = {}
+        """Everything to write now: a failed write's batches first, then the fresh ticks of
+        each symbol (shadowed, counted and timed here, per symbol), then the due ghosts."""
+        batches, self._retry = self._retry, {}
+        fresh: list[Tick] = []
         for symbol, ticks in self._pending.items():
-            if ticks:
+            if not ticks:
+                continue
+            self.per_symbol[symbol] += len(ticks)
+            self.latency[symbol].add_ticks(ticks)
+            self.last_tick[symbol] = ticks[-1]
+            fresh += ticks
+            batch = batches.get(symbol)
+            if batch is None:
                 batches[symbol] = SymbolBatch(ticks, [])
+            else:
+                batch.ticks.extend(ticks)
+        self.ghost.shadow_many(fresh)  # one vectorised call for every symbol
         self._pending = defaultdict(list)
         self._buffered = 0
         for ghost in self.ghost.due(now_ms):
@@ -220,22 +232,20 @@ class Ingest:
                     batch.cut_ms = batch.ticks[-1].trade_ts - self.config.retention_ms
         return batches
 
-    def _put_back(self, batches: dict[str, SymbolBatch]) -> None:
-        """A failed write: its ticks go back to the front of the queue (ghosts to the heap)."""
+    def _keep(self, batches: dict[str, SymbolBatch]) -> None:
+        """A failed write: its batches, ghosts included, go out first in the next flush."""
         for symbol, batch in batches.items():
-            self._pending[symbol][:0] = batch.ticks
+            self._retry[symbol] = batch
             self._buffered += len(batch.ticks)
-            for ghost in batch.ghosts:
-                self.ghost.pending.append((ghost.recv_ts, 0, ghost))
-        self.ghost.pending.sort(key=lambda item: item[:2])
 
     def _next_deadline(self) -> float:
         """Seconds until the flusher has something to do."""
         if self._buffered:
             age = time.monotonic() - self._first_pending_at
             return max(0.0, self.config.max_delay_ms / 1000 - age)
-        if self.ghost.pending:
-            return max(0.0, (self.ghost.pending[0][0] - epoch_ms()) / 1000)
+        due_ms = self.ghost.next_due_ms()
+        if due_ms is not None:
+            return max(0.0, (due_ms - epoch_ms()) / 1000)
         return 0.25
 
     async def _linger(self) -> None:
@@ -273,10 +283,10 @@ class Ingest:
         except WriteError as exc:
             # the symbols that did go through are written exactly once: count them, keep the rest
             self._count(exc.result, {s: b for s, b in batches.items() if s not in exc.failed})
-            self._put_back({s: b for s, b in batches.items() if s in exc.failed})
+            self._keep({s: b for s, b in batches.items() if s in exc.failed})
             raise
         except BaseException:
-            self._put_back(batches)  # cancelled or a bug: nothing is known to be written
+            self._keep(batches)  # cancelled or a bug: nothing is known to be written
             raise
         finally:
             if self._buffered < self.config.max_buffer // 2:
@@ -352,9 +362,10 @@ class Ingest:
         for symbol in list(self._held):
             self.fill_gap(symbol, [])
         deadline = time.monotonic() + timeout
-        while (self._buffered or self.ghost.pending) and time.monotonic() < deadline:
-            if self.ghost.pending and not self._buffered:
-                wait = (self.ghost.pending[0][0] - epoch_ms()) / 1000
+        while (self._buffered or len(self.ghost)) and time.monotonic() < deadline:
+            due_ms = self.ghost.next_due_ms()
+            if due_ms is not None and not self._buffered:
+                wait = (due_ms - epoch_ms()) / 1000
                 await asyncio.sleep(min(max(wait, 0.0), 0.5))
             try:
                 await self.flush()
@@ -368,7 +379,7 @@ class Ingest:
     def health(self) -> dict[str, object]:
         out: dict[str, object] = dict(self.counters)
         out["buffered"] = self._buffered
-        out["ghost_pending"] = len(self.ghost.pending)
+        out["ghost_pending"] = len(self.ghost)
         if self.malformed:
             out["malformed_by_reason"] = dict(self.malformed)
         for name, message in self.notices.items():

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter, sub
 
 import numpy as np
 
+from spreadbus.bus.codec import Tick
+
 WINDOW = 2048  # most recent ticks per symbol
+_TRADE_MS, _EVENT_MS, _RECV_MS = itemgetter(5), itemgetter(6), itemgetter(7)  # Tick positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,24 @@ class RollingLatency:
         self._next = (self._next + 1) % self._size
         self._count += 1
 
+    def add_many(self, values: Sequence[float]) -> None:
+        """Values in order, as :meth:`add` one by one would (slice assignments: C loops)."""
+        size, n = self._size, len(values)
+        self._count += n
+        start, end = self._next, self._next + n
+        if n >= size:  # only the last ``size`` stay, the oldest of them at the new _next
+            tail, first = values[n - size :], end % size
+            self._values[first:] = tail[: size - first]
+            self._values[:first] = tail[size - first :]
+            self._next = first
+            return
+        if end <= size:
+            self._values[start:end] = values
+        else:
+            self._values[start:] = values[: size - start]
+            self._values[: end - size] = values[size - start :]
+        self._next = end % size
+
     def summary(self) -> LatencySummary | None:
         n = min(self._count, self._size)
         if n == 0:
@@ -48,9 +71,11 @@ class SymbolLatency:
         self.ingest = RollingLatency()  # receive time - event time: network + our queueing
         self.exchange = RollingLatency()  # event time - trade time: inside the exchange
 
-    def add(self, recv_ms: float, event_ms: int, trade_ms: int) -> None:
-        self.ingest.add(recv_ms - event_ms)
-        self.exchange.add(event_ms - trade_ms)
+    def add_ticks(self, ticks: Sequence[Tick]) -> None:
+        """Both latencies of a batch of ticks, in C loops (no Python step per tick)."""
+        events = list(map(_EVENT_MS, ticks))
+        self.ingest.add_many(list(map(sub, map(_RECV_MS, ticks), events)))
+        self.exchange.add_many(list(map(sub, events, map(_TRADE_MS, ticks))))
 
     def fields(self) -> dict[str, float]:
         out: dict[str, float] = {}
