@@ -22,6 +22,8 @@ from spreadbus.bus.lease import share_of
 from spreadbus.bus.ticks import SymbolBatch, TickWriter
 from spreadbus.config import Settings
 from spreadbus.engine.consumer import load_cursor
+from spreadbus.engine.core import StreamPosition, WriteSet
+from spreadbus.engine.writer import FencedError, SnapshotWriter
 
 pytestmark = pytest.mark.slow
 # Two pairs per share of two (crc32 mod 2); ETHUSDT and XRPUSDT are legs in both shares.
@@ -171,3 +173,28 @@ async def _kill_one_and_check(
             last: Any = await aredis.xrevrange(stream, count=1)
             assert cursor[stream].last_id == last[0][0].decode()
             assert cursor[stream].bad == 0
+
+
+async def test_a_batch_is_stored_only_while_the_share_lease_is_ours(
+    aredis: aioredis.Redis,
+) -> None:
+    """The fence: an engine frozen past its lease's TTL must not store the batch it was
+    writing (the new owner processes those entries); on a single node the check is inside the
+    same function call as the write."""
+    lease, cursor = keys.lease("engine", 1), keys.engine_share_cursor(1, 2)
+    writer = SnapshotWriter(aredis, cluster=False, cursor_key=cursor, fence=(lease, "me"))
+    await writer.prepare()
+    stream = keys.tick_stream("ETHUSDT")
+    batch = WriteSet(
+        pair_fields={"ETHUSDT/BTCUSDT": {"beta": 1.5}},
+        positions={stream: StreamPosition("5-1", 3, 0)},
+        counts={stream: (3, 0)},
+    )
+    await aredis.set(lease, "someone-else")
+    with pytest.raises(FencedError):
+        await writer.write(batch)
+    assert await aredis.exists(cursor, keys.analytics_state("ETHUSDT/BTCUSDT")) == 0
+    await aredis.set(lease, "me")
+    await writer.write(batch)
+    assert (await load_cursor(aredis, cursor))[stream] == StreamPosition("5-1", 3, 0)
+    assert await aredis.hget(keys.analytics_state("ETHUSDT/BTCUSDT"), "beta") == b"1.5"

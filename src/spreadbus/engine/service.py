@@ -71,9 +71,11 @@ class QuantEngine:
         client: AsyncRedis,
         log: EventLog,
         share: tuple[int, int] | None = None,
+        owner: str = "",
     ) -> None:
         """``share``: (shard, shards) to serve only the pairs of that share, with the share's
-        own cursor (:mod:`spreadbus.engine.shards`); None: every pair."""
+        own cursor, its batches fenced by the share's lease held by ``owner``
+        (:mod:`spreadbus.engine.shards`); None: every pair."""
         self.settings = settings
         self.client = client
         self.log = log
@@ -82,7 +84,8 @@ class QuantEngine:
         self.read_client = reader_client(settings)
         self.reader = StreamReader(self.read_client, grouped=cluster)
         cursor_key = keys.engine_share_cursor(*share) if share else None
-        self.writer = SnapshotWriter(client, cluster, cursor_key)
+        fence = (keys.lease("engine", share[0]), owner) if share else None
+        self.writer = SnapshotWriter(client, cluster, cursor_key, fence)
         self.core = EngineCore(settings.window)
         self.pairs: list[str] = []
         self.invalid_rules: dict[str, str] = {}

@@ -28,6 +28,7 @@ from spreadbus.bus.lease import ShareGroup, owner_id
 from spreadbus.bus.service import REDIS_ERRORS, EventLog
 from spreadbus.config import Settings
 from spreadbus.engine.service import QuantEngine
+from spreadbus.engine.writer import FencedError
 
 STOP_S: Final = 10.0  # a share's engine finishes its batch within this on a stop
 
@@ -104,8 +105,15 @@ class ShardedEngine:
             self.log.info("share taken", shard=shard, shares=self.group.shards)
             self._start(shard)
         for shard, running in list(self.running.items()):
-            if running.task.done():  # crashed: say why, and serve the share again
-                failure = None if running.task.cancelled() else running.task.exception()
+            if not running.task.done():
+                continue
+            failure = None if running.task.cancelled() else running.task.exception()
+            if isinstance(failure, FencedError):  # lost the lease while busy: let it go
+                self.counters["shares_fenced"] += 1
+                self.log.warning("share fenced off: another process holds it", shard=shard)
+                self.group.held.discard(shard)
+                await self._stop(shard)
+            else:  # crashed: say why, and serve the share again
                 self.counters["engine_restarts"] += 1
                 self.log.error("share engine ended; restarting", shard=shard, error=repr(failure))
                 await self._stop(shard)
@@ -113,7 +121,7 @@ class ShardedEngine:
 
     def _start(self, shard: int) -> None:
         share = (shard, self.group.shards)
-        engine = QuantEngine(self.settings, self.client, self.log, share=share)
+        engine = QuantEngine(self.settings, self.client, self.log, share, self.group.owner)
         stop = asyncio.Event()
         task = asyncio.create_task(engine.run(stop), name=f"engine-share-{shard}")
         self.running[shard] = _Running(engine, stop, task)

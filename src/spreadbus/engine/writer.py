@@ -96,9 +96,11 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def function_call(batch: WriteSet, cursor_key: str | None = None) -> tuple[list[str], bytes]:
+def function_call(
+    batch: WriteSet, cursor_key: str | None = None, fence: tuple[str, str] | None = None
+) -> tuple[list[str], bytes]:
     """The keys and the JSON argument of one :data:`FUNCTION_NAME` call for ``batch``
-    (``cursor_key``: see :class:`SnapshotWriter`)."""
+    (``cursor_key``, ``fence``: see :class:`SnapshotWriter`)."""
     keys_: list[str] = []
     index: dict[str, int] = {}
 
@@ -124,6 +126,8 @@ def function_call(batch: WriteSet, cursor_key: str | None = None) -> tuple[list[
         cursor = cursor_key or keys.engine_cursor()
         h.append([key(cursor), flat(cursor_mapping(batch.positions, batch.counts))])
     payload: dict[str, object] = {"h": h}
+    if fence is not None:
+        payload["f"] = [key(fence[0]), fence[1]]
     if gone:
         payload["d"] = [[key(keys.alert_state()), gone]]
     samples: list[object] = []
@@ -147,14 +151,28 @@ class WriteError(RuntimeError):
     """Redis refused some commands of a batch write (the data, not the connection)."""
 
 
+class FencedError(RuntimeError):
+    """The share's lease is held by another process now: nothing of the batch was stored."""
+
+
 class SnapshotWriter:
     """``cursor_key``: where the cursor goes (default :func:`keys.engine_cursor`; one share's
-    :func:`keys.engine_share_cursor` when several engines split the pairs)."""
+    :func:`keys.engine_share_cursor` when several engines split the pairs). ``fence``: (lease
+    key, owner) of that share: on a single node a batch is stored only while the lease is
+    ours (checked inside the same function call); on a cluster the lease lives in another
+    slot and is not checked (docs/scaling.md)."""
 
-    def __init__(self, client: AsyncRedis, cluster: bool, cursor_key: str | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncRedis,
+        cluster: bool,
+        cursor_key: str | None = None,
+        fence: tuple[str, str] | None = None,
+    ) -> None:
         self.client = client
         self.cluster = cluster
         self.cursor_key = cursor_key or keys.engine_cursor()
+        self.fence = fence
         self.refused = 0  # commands Redis answered with an error, since start
 
     async def prepare(self) -> None:
@@ -177,11 +195,13 @@ class SnapshotWriter:
         self._check(replies)
 
     async def _call(self, batch: WriteSet) -> None:
-        names, argument = function_call(batch, self.cursor_key)
+        names, argument = function_call(batch, self.cursor_key, self.fence)
         assert isinstance(self.client, aioredis.Redis)  # a cluster goes through pipelines
         try:
             reply = await fcall(self.client, FUNCTION_NAME, names, [argument])
         except redis.exceptions.ResponseError as exc:
+            if "SPREADBUS_FENCED" in str(exc):
+                raise FencedError(str(exc)) from None
             if "Function not found" not in str(exc):
                 raise
             # A Redis that lost its functions (restarted without persistence): nothing of the

@@ -14,6 +14,9 @@ apply(KEYS, ARGV)
           m: [key, ts, value, key, ts, value, ...]     TS.MADD (chunked)
           p: [[channel, message], ...]                 PUBLISH
           l: [key, [message, ...], cap]                LPUSH + LTRIM
+          f: [key, owner]  (optional) a share's lease: unless GET key == owner, nothing is
+             written and the call fails with SPREADBUS_FENCED (an engine that lost its share
+             while frozen must not store a batch the new owner also processes)
         Values arrive as text.
   Returns {refused commands or samples, first refusal}: as in a transaction, a command Redis
   refuses (a chart sample for a series someone deleted) does not stop the others.
@@ -26,6 +29,9 @@ local CHUNK = 2400  -- arguments per call: well under Lua's unpack limit
 
 local function apply(keys, args)
   local batch = cjson.decode(args[1])
+  if batch.f and redis.call('GET', keys[batch.f[1]]) ~= batch.f[2] then
+    return redis.error_reply('SPREADBUS_FENCED the lease ' .. keys[batch.f[1]] .. ' is not ours')
+  end
   local refused, first = 0, ''
   local function note(reply)
     if type(reply) == 'table' then
