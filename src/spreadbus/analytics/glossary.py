@@ -43,10 +43,11 @@ GLOSSARY: Final[dict[str, str]] = {
     "rejected in 20 of 20 sim hours for every default pair.",
     "half_life": "Time for a spread deviation to halve, in seconds: OU fit with observation "
     "noise (ARMA(1,1) maximum likelihood). Within 5% of the sim's truth over an hour; on a "
-    "300-bar window biased short, see its interval.",
+    "300-bar window short (median 73-83% of the truth): read it with its interval.",
     "half_life_lo": "Lower end of the half-life's 90% interval, seconds.",
     "half_life_hi": "Upper end of the half-life's 90% interval, seconds; inf when the window "
-    "cannot rule out no mean reversion. Covers the truth in 80-90% of sim hours.",
+    "cannot rule out no mean reversion. Covers the truth in 80-90% of sim runs (hour or "
+    "300-bar window).",
     "half_life_ar1": "Half-life from a plain AR(1) fit, seconds, kept for comparison: reads "
     "noise as reversion, 24-52% short on the sim's 1 s bars.",
     "spread_noise_sd": "Sd of the spread's bar-to-bar observation noise (stale last trades, "
