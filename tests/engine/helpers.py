@@ -21,9 +21,9 @@ import pandas as pd
 from spreadbus import analytics as an
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Tick
-from spreadbus.bus.tickschema import to_fields
 from spreadbus.bus.connect import AsyncRedis
 from spreadbus.bus.ticks import SymbolBatch, TickWriter
+from spreadbus.bus.tickschema import to_fields
 from spreadbus.config import Settings
 from spreadbus.engine import pairstate
 from spreadbus.engine.service import QuantEngine
