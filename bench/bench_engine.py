@@ -17,6 +17,12 @@ histogram of these on ``channel:logs`` every second; a phase's percentiles come 
 of its reports (5% bins), the maximum is exact. "Falling behind" = growth rate of the backlog
 (entries written minus entries the engine has committed, from its cursor hash) over the
 phase: about zero means it keeps up. Both processes share this machine (2 cores, with Redis).
+
+``BENCH_ENGINE_PYSPY=<path to py-spy>`` (a profiler, not a dependency: ``pip install py-spy``
+anywhere) samples the engine through each phase, idle time included, and adds where its main
+thread's (the event loop's) wall-clock time went: the share of its samples inside each of the
+engine's steps (the top of the stack is a ``select`` wait when it is idle); the collapsed
+stacks of all threads go to ``bench/results/engine-<rate>.stacks``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import orjson
@@ -50,6 +56,23 @@ PHASES = [(1_000, 8.0), (10_000, 10.0), (50_000, 10.0)]  # (real ticks/s, second
 FLUSH_S = 0.002  # the gateway writes at most 2 ms after a frame arrives
 HISTORY_S = 330
 P99_TARGET_MS = 10.0
+PYSPY = os.environ.get("BENCH_ENGINE_PYSPY", "")
+RESULTS = Path(__file__).parent / "results"
+# (label, text of a frame that means "in this step"): the innermost frame that matches any
+# decides, so a statsmodels fit inside a pair update counts as the fit
+STEPS: Final = (
+    ("waiting (event loop idle: select)", "EpollSelector.select ("),
+    ("statsmodels fits inside pair updates", "statsmodels/"),
+    ("XREAD: reply parsing and reading", "spreadbus/engine/consumer.py"),
+    ("decoding entries", "spreadbus/engine/entries.py"),
+    ("snapshot write", "spreadbus/engine/writer.py"),
+    ("snapshot write", "spreadbus/bus/connect.py"),
+    ("pair updates (analytics)", "spreadbus/engine/pairstate.py"),
+    ("applying ticks (core, symbols)", "spreadbus/engine/core.py"),
+    ("applying ticks (core, symbols)", "spreadbus/engine/symbols.py"),
+    ("feed and report", "_read_feed ("),
+    ("feed and report", "_publish_report ("),
+)
 
 
 class Market:
@@ -176,8 +199,11 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
             cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
             backlog0 = written[0] - await committed(client)
             write_ms: list[float] = []
+            profiler = _profile(engine.pid, rate, seconds) if PYSPY else None
             with WakeupProbe(seconds) as probe:
                 achieved = await produce(writer, market, rate, seconds, written, write_ms)
+            if profiler is not None:
+                rows += await _profile_rows(profiler, rate)
             backlog1 = written[0] - await committed(client)
             ended = time.monotonic()
             cpu = {n: (cpu_seconds(p) - cpu0[n]) / (ended - began) for n, p in pids.items()}
@@ -197,6 +223,41 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
         if engine is not None:
             terminate(engine, 15)  # type: ignore[arg-type]
         server.stop()
+
+
+def _profile(pid: int, rate: int, seconds: float) -> subprocess.Popen[bytes]:
+    RESULTS.mkdir(exist_ok=True)
+    return subprocess.Popen(
+        [PYSPY, "record", "--pid", str(pid), "--idle", "--format", "raw", "--rate", "250",
+         "--duration", str(max(1, int(seconds))), "--nonblocking",
+         "--output", str(RESULTS / f"engine-{rate}.stacks")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def _profile_rows(profiler: subprocess.Popen[bytes], rate: int) -> list[dict[str, Any]]:
+    """Share of the engine's main-thread samples in each step (:data:`STEPS`)."""
+    await asyncio.to_thread(profiler.wait, 60)
+    shares: dict[str, int] = {}
+    total = 0
+    path = RESULTS / f"engine-{rate}.stacks"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")[::-1]  # innermost first
+        if "_run_module_as_main" not in frames[-1]:
+            continue  # a worker thread (idle pool threads would swamp the shares)
+        label = next(
+            (name for frame in frames for name, needle in STEPS if needle in frame), "other"
+        )
+        shares[label] = shares.get(label, 0) + int(count)
+        total += int(count)
+    case = f"{rate // 1000}k ticks/s, 25 pairs"
+    return [
+        {"case": case, "metric": f"engine time: {label}", "value": 100.0 * n / total,
+         "unit": "% of samples"}
+        for label, n in sorted(shares.items(), key=lambda item: -item[1])
+    ] if total else [{"case": case, "metric": "engine profile", "value": math.nan,
+                      "unit": "py-spy wrote nothing"}]  # fmt: skip
 
 
 async def _listen(pubsub: Any, reports: list[tuple[float, dict[str, Any]]]) -> None:
