@@ -35,3 +35,28 @@ async def test_the_document_states_error_bodies_and_404s(api: httpx.AsyncClient)
     pattern = re.compile(pair["schema"]["pattern"])
     assert pattern.match("ETHUSDT-BTCUSDT") and pattern.match("ethusdt/btcusdt")
     assert not pattern.match("BTCUSDT-BTCUSDT") and not pattern.match("0")
+
+
+async def test_the_document_states_inputs_as_the_checks_read_them(api: httpx.AsyncClient) -> None:
+    paths = (await api.get("/api/openapi.json")).json()["paths"]
+    pairs = paths["/api/pairs"]["put"]
+    assert "400" in pairs["responses"]  # a body that is not JSON
+    item = pairs["requestBody"]["content"]["application/json"]["schema"]["items"]["pattern"]
+    assert re.match(item, "ETHUSDT/BTCUSDT") and not re.match(item, "")
+    ticks = paths["/api/downloads/ticks"]["get"]["responses"]["200"]["content"]
+    assert "text/csv" in ticks  # the file types it sends, not JSON
+    rule = paths["/api/alerts/rules/{rule_id}"]["put"]["requestBody"]["content"]
+    schema = rule["application/json"]["schema"]
+    assert schema["required"] == ["metric", "op", "threshold"]
+    scopes = [s["properties"]["metric"]["enum"] for s in schema["oneOf"]]
+    assert "zscore" in scopes[0] and "zscore" not in scopes[1]
+    upload = paths["/api/datasets"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert upload["schema"]["required"] == ["file"]
+    # what the document allows is served: a rule body built from it
+    body = {"metric": "zscore", "op": "abs>", "threshold": 2.5, "pair": "ETHUSDT/BTCUSDT"}
+    assert (await api.put("/api/alerts/rules/doc-rule", json=body)).status_code == 200
+    # bytes that are not even text: FastAPI cannot parse the body at all (400, documented)
+    broken = await api.put(
+        "/api/pairs", content=b"\xff\xfe{", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400

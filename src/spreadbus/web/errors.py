@@ -39,26 +39,110 @@ NOT_FOUND: dict[str, Any] = {
 }
 
 
+BAD_BODY: dict[str, Any] = {
+    "description": "The body is not valid JSON (or not the declared form)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
+def _input_rules() -> dict[str, dict[str, Any]]:
+    """What the API's own checks accept, by input name (the same name means the same thing
+    everywhere in this API): documented so that a request the document allows is served."""
+    from spreadbus.engine.alerts import RULE_ID_RE  # noqa: PLC0415 (keeps the import light)
+    from spreadbus.web.names import BODY_PAIR_PATTERN, SYMBOL_PATTERN  # noqa: PLC0415
+    from spreadbus.web.routes.analytics import MAX_METRICS, METRIC_PATTERN  # noqa: PLC0415
+
+    metric = METRIC_PATTERN.strip("^$")
+    return {
+        "pair": {"pattern": BODY_PAIR_PATTERN},
+        "symbol": {"pattern": SYMBOL_PATTERN},
+        "x": {"pattern": SYMBOL_PATTERN},
+        "y": {"pattern": SYMBOL_PATTERN},
+        "rule_id": {"pattern": RULE_ID_RE.pattern},
+        "metrics": {"pattern": f"^{metric}(,{metric}){{0,{MAX_METRICS - 1}}}$"},
+    }
+
+
+def _constrain(schema: dict[str, Any], rule: dict[str, Any]) -> None:
+    """Add ``rule`` to a string schema (or to the string branch of an optional one)."""
+    if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
+        schema.update(rule)
+    for branch in schema.get("anyOf", []):
+        _constrain(branch, rule)
+
+
+def _document_bodies(components: dict[str, Any], operation: dict[str, Any]) -> None:
+    rules = _input_rules()
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        ref = media.get("schema", {}).get("$ref", "")
+        model = components.get(ref.rsplit("/", 1)[-1]) if ref else None
+        if not model:
+            continue
+        properties = model.get("properties", {})
+        for name, rule in rules.items():
+            if name in properties:
+                _constrain(properties[name], rule)
+        symbols = properties.get("symbols")
+        if symbols is not None:  # the screener: at least two symbols to pair (or all: null)
+            for branch in [symbols, *symbols.get("anyOf", [])]:
+                if branch.get("type") == "array":
+                    branch.setdefault("minItems", 2)
+                    branch.setdefault("uniqueItems", True)
+                    _constrain(branch.setdefault("items", {}), rules["symbol"])
+        if "dataset" in properties:  # an uploaded dataset that is gone, or no candles
+            operation["responses"].setdefault("404", NOT_FOUND)
+        if {"pair", "dataset", "x", "y"} <= properties.keys():  # backtests: one source
+            text, null = {"type": "string"}, {"type": "null"}
+            model.setdefault(
+                "oneOf",
+                [
+                    {"required": ["pair"], "properties": {"pair": text, "dataset": null}},
+                    {
+                        "required": ["dataset", "y", "x"],
+                        "properties": {"pair": null, "dataset": text, "y": text, "x": text},
+                    },
+                ],
+            )
+
+
 def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """Make the generated document say what the API answers: a 422 ``detail`` is text (our
-    own checks) or FastAPI's list; operations with path parameters may answer 404."""
+    """Make the generated document say what the API answers and accepts: a 422 ``detail`` is
+    text (our own checks) or a list; a body that does not parse is a 400; operations with path
+    parameters may answer 404; inputs carry the rules our checks apply."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components.setdefault("Error", ERROR_SCHEMA)
     validation = components.get("HTTPValidationError")
     if validation is not None:
         detail = validation["properties"]["detail"]
         if "anyOf" not in detail:
+            listed = {k: v for k, v in detail.items() if k != "title"}
+            texts = {"type": "array", "items": {"type": "string"}}
             validation["properties"]["detail"] = {
                 "title": "Detail",
-                "anyOf": [{"type": "string"}, {k: v for k, v in detail.items() if k != "title"}],
+                "anyOf": [{"type": "string"}, listed, texts],
             }
+    rules = _input_rules()
     for item in schema.get("paths", {}).values():
         for operation in item.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            in_path = any(p.get("in") == "path" for p in operation.get("parameters", []))
-            if in_path:
-                operation["responses"].setdefault("404", NOT_FOUND)
+            responses = operation["responses"]
+            parameters = operation.get("parameters", [])
+            for parameter in parameters:
+                rule = rules.get(parameter.get("name", ""))
+                if rule is not None:
+                    _constrain(parameter.setdefault("schema", {}), rule)
+            if any(p.get("in") == "path" for p in parameters):
+                responses.setdefault("404", NOT_FOUND)
+            if "requestBody" in operation:
+                responses.setdefault("400", BAD_BODY)
+                _document_bodies(components, operation)
+            unprocessable = responses.get("422", {}).get("content", {}).get("application/json")
+            ref = (unprocessable or {}).get("schema", {}).get("$ref", "")
+            if ref and not ref.endswith("/HTTPValidationError") and parameters:
+                # a route's own 422 body, and FastAPI's for its parameters
+                fastapi = {"$ref": "#/components/schemas/HTTPValidationError"}
+                unprocessable["schema"] = {"anyOf": [{"$ref": ref}, fastapi]}
     return schema
 
 

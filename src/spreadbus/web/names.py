@@ -17,6 +17,7 @@ from spreadbus.config import SYMBOL_RE, parse_pair
 SYMBOL_PATTERN = "^[A-Za-z0-9]{2,20}$"
 # two symbols, and not the same one twice (a lookahead with a back-reference)
 PAIR_PATTERN = r"^(?!([A-Za-z0-9]{2,20})[-/]\1$)[A-Za-z0-9]{2,20}[-/][A-Za-z0-9]{2,20}$"
+BODY_PAIR_PATTERN = r"^(?!([A-Za-z0-9]{2,20})/\1$)[A-Za-z0-9]{2,20}/[A-Za-z0-9]{2,20}$"  # Y/X
 
 
 def pair_from_path(text: str) -> str:

@@ -13,10 +13,11 @@ from fastapi import APIRouter, Body, HTTPException, Query, Response
 from pydantic import BaseModel
 
 from spreadbus.bus.codec import Alert
-from spreadbus.engine.alerts import RULE_ID_RE, Rule, RuleError
+from spreadbus.engine.alerts import PAIR_METRICS, RULE_ID_RE, SYMBOL_METRICS, Rule, RuleError
 from spreadbus.engine.rulestore import delete_rule, load_rules, put_rule
 from spreadbus.web import read
 from spreadbus.web.deps import Client
+from spreadbus.web.names import BODY_PAIR_PATTERN, SYMBOL_PATTERN
 
 MAX_RECENT: Final = 500
 RULE_EXAMPLE: Final = {
@@ -57,7 +58,42 @@ async def rules(client: Client) -> Rules:
     return Rules(rules=valid, invalid=invalid)
 
 
-@router.put("/alerts/rules/{rule_id}", response_model=Rule)
+def _rule_body() -> dict[str, Any]:
+    """The rule body as :func:`validate_rule` reads it (the id comes from the path): a pair
+    metric watches ``*`` or a pair Y/X, a symbol metric ``*`` or a symbol. (The group around
+    the subject does not capture: the pair pattern's back-reference stays group 1.)"""
+    pair, symbol = BODY_PAIR_PATTERN.strip("^$"), SYMBOL_PATTERN.strip("^$")
+
+    def scope(metrics: frozenset[str], subject: str) -> dict[str, Any]:
+        return {
+            "properties": {
+                "metric": {"enum": sorted(metrics)},
+                "pair": {"type": "string", "pattern": f"^(?:\\*|{subject})$"},
+            }
+        }
+
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["metric", "op", "threshold"],
+        "properties": {
+            "metric": {"type": "string"},
+            "op": {"enum": [">", "<", ">=", "<=", "abs>"]},
+            "threshold": {"type": "number"},
+            "pair": {"type": "string", "default": "*"},
+            "cooldown_s": {"type": "number", "minimum": 0},
+            "hysteresis": {"type": "number", "minimum": 0},
+            "message": {"type": "string", "maxLength": 200},
+        },
+        "oneOf": [scope(PAIR_METRICS, pair), scope(SYMBOL_METRICS, symbol)],
+    }
+
+
+@router.put(
+    "/alerts/rules/{rule_id}",
+    response_model=Rule,
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _rule_body()}}}},
+)
 async def put_alert_rule(
     rule_id: str,
     client: Client,

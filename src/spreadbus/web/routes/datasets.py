@@ -79,6 +79,20 @@ def _model(info: DatasetInfo) -> Dataset:
     status_code=201,
     response_model=Dataset,
     responses={413: {"model": Problem}, 422: {"model": Problem}},
+    openapi_extra={  # the handler streams the upload itself: the form it expects, documented
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                }
+            },
+        }
+    },
 )
 async def upload_dataset(request: Request, settings: AppSettings) -> Dataset | JSONResponse:
     """Upload one file as multipart field ``file``: data-vision trades/aggTrades or 1m klines

@@ -32,6 +32,10 @@ Start = Annotated[int, Query(ge=0, description="epoch ms, inclusive")]
 End = Annotated[int, Query(ge=0, description="epoch ms, exclusive")]
 
 router = APIRouter(tags=["downloads"])
+# what the handlers send: CSV (the default) or Parquet, as ``format`` asks
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, PARQUET_TYPE: {}}, "description": "The file"}
+}
 
 
 def _span(start_ms: int, end_ms: int) -> None:
@@ -73,7 +77,7 @@ async def _send(
     )
 
 
-@router.get("/downloads/ticks", response_model=None)
+@router.get("/downloads/ticks", response_model=None, responses=FILE_RESPONSES)
 async def download_ticks(
     client: Client,
     settings: AppSettings,
@@ -92,7 +96,7 @@ async def download_ticks(
     )
 
 
-@router.get("/downloads/bars", response_model=None)
+@router.get("/downloads/bars", response_model=None, responses=FILE_RESPONSES)
 async def download_bars(
     client: Client,
     settings: AppSettings,
@@ -117,7 +121,7 @@ async def download_bars(
     )
 
 
-@router.get("/downloads/analytics", response_model=None)
+@router.get("/downloads/analytics", response_model=None, responses=FILE_RESPONSES)
 async def download_analytics(
     client: Client,
     settings: AppSettings,

@@ -11,6 +11,7 @@ from spreadbus.bus.configstore import set_pairs
 from spreadbus.config import parse_pair
 from spreadbus.web import read
 from spreadbus.web.deps import AppSettings, Client
+from spreadbus.web.names import BODY_PAIR_PATTERN
 
 MAX_PAIRS: Final = 200
 
@@ -29,7 +30,15 @@ async def get_pairs(client: Client, settings: AppSettings) -> Pairs:
     return Pairs(pairs=pairs, from_defaults=from_defaults)
 
 
-@router.put("/pairs", response_model=Pairs)
+@router.put(
+    "/pairs",
+    response_model=Pairs,
+    openapi_extra={  # each item as the check below reads it
+        "requestBody": {
+            "content": {"application/json": {"schema": {"items": {"pattern": BODY_PAIR_PATTERN}}}}
+        }
+    },
+)
 async def put_pairs(
     client: Client,
     pairs: Annotated[
