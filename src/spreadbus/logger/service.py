@@ -45,7 +45,6 @@ RECONNECT_BACKOFF_START = 0.2
 RECONNECT_BACKOFF_CAP = 1.0  # back within a second of Redis: the chaos suite's 5 s budget
 
 
-
 def next_retry_delay(delay: float) -> float:
     """0 (the first retry is immediate), 0.2, 0.4, 0.8, then every second.
 
