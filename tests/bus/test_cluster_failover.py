@@ -17,8 +17,8 @@ import redis
 from redis.crc import key_slot
 
 from spreadbus.bus import keys
-from spreadbus.bus.embedded import binary, server_env, setup_runtime
-from spreadbus.proc import port_is_free, terminate
+from spreadbus.proc import terminate
+from spreadbus.testing.cluster import running_cluster
 
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
@@ -43,45 +43,11 @@ def wait_for(predicate: Callable[[], T], timeout_s: float, what: str) -> T:
 @pytest.fixture
 def replicated_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[int, subprocess.Popen[bytes]]]]:
     """Six nodes of the bundled server, ``--cluster-replicas 1``; (url, port -> process)."""
-    setup_runtime(say=lambda _: None)
-    module = binary("redis-server").parent.parent / "lib" / "redistimeseries.so"
-    ports: list[int] = []
-    port = 24_000 + os.getpid() % 5_000
-    while len(ports) < 6:
-        if port_is_free(port) and port_is_free(port + 10_000):
-            ports.append(port)
-        port += 1
-    nodes: dict[int, subprocess.Popen[bytes]] = {}
-    for port in ports:
-        folder = tmp_path / str(port)
-        folder.mkdir()
-        argv = [
-            str(binary("redis-server")), "--port", str(port), "--bind", "127.0.0.1",
-            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", "",
-            "--appendonly", "no", "--loadmodule", str(module),
-        ]  # fmt: skip
-        with (folder / "node.log").open("w") as log:
-            nodes[port] = subprocess.Popen(argv, cwd=folder, env=server_env(), stdout=log)
-    try:
-        for port in ports:
-            wait_for(lambda p=port: redis.Redis(port=p).ping(), 10, f"node {port}")  # type: ignore[misc]
-        subprocess.run(
-            [str(binary("redis-cli")), "--cluster", "create",
-             *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", "1", "--cluster-yes"],
-            env=server_env(), check=True, capture_output=True,
-        )  # fmt: skip
-        wait_for(
-            lambda: all(
-                redis.Redis(port=p).cluster("info")["cluster_state"] == "ok" for p in ports
-            ),
-            20,
-            "the cluster to be ok",
-        )
-        yield f"redis+cluster://127.0.0.1:{ports[0]}", nodes
-    finally:
-        for node in nodes.values():
-            terminate(node, 5)
+    with running_cluster(
+        tmp_path / "cluster", 24_000 + os.getpid() % 5_000, replicas=1,
+        node_timeout_ms=NODE_TIMEOUT_MS,
+    ) as cluster:  # fmt: skip
+        yield cluster
 
 
 def _start(name: str, env: dict[str, str], data_dir: Path) -> subprocess.Popen[bytes]:
