@@ -14,13 +14,14 @@ from spreadbus.bus.embedded import binary, server_env, setup_runtime
 from spreadbus.proc import port_is_free, terminate
 
 
-def _wait(port: int, node: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+def _wait(port: int, node: subprocess.Popen[bytes], log: Path, timeout_s: float = 10.0) -> None:
     client = redis.Redis(port=port, socket_connect_timeout=1)
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if node.poll() is not None:
-                raise RuntimeError(f"cluster node {port} exited (code {node.returncode})")
+                last = log.read_text().splitlines()[-1:]  # say why at once, not after a wait
+                raise RuntimeError(f"cluster node {port} exited: {last}")
             with contextlib.suppress(redis.ConnectionError):
                 client.ping()
                 return
@@ -60,7 +61,7 @@ def running_cluster(
             with (folder / "node.log").open("w") as log:
                 nodes[port] = subprocess.Popen(argv, cwd=folder, env=server_env(), stdout=log)
         for port, node in nodes.items():
-            _wait(port, node)
+            _wait(port, node, root / str(port) / "node.log")
         subprocess.run(
             [str(binary("redis-cli")), "--cluster", "create",
              *(f"127.0.0.1:{p}" for p in ports), "--cluster-replicas", str(replicas),
