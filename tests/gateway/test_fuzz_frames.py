@@ -573,13 +573,6 @@ async def test_frames_the_websocket_layer_refuses_cost_a_reconnect_and_no_trade(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (found by this fuzzing, reported on issue 12): a frame the parser accepts "
-    "with a trade time far in the future (2^63 ms) becomes the symbol's last trade, and every "
-    "later trade is refused as a duplicate, in the ingest and in the stream (even after a "
-    "restart). The fix needs a plausibility rule for times (e.g. against recv_ts).",
-)
 async def test_a_trade_time_far_in_the_future_does_not_block_later_trades(
     settings: Settings, aredis: aioredis.Redis
 ) -> None:

@@ -20,6 +20,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from spreadbus.bus.codec import Tick, epoch_ms
 from spreadbus.bus.service import EventLog
@@ -37,6 +38,17 @@ from spreadbus.gateway.ghost import GhostVenue
 from spreadbus.gateway.latency import RollingLatency, SymbolLatency
 
 GapListener = Callable[[str, int, int], None]  # symbol, first missing id, last missing id
+
+
+# A trade time this far past the receive time, or past 2100-01-01, is not a real trade.
+MAX_AHEAD_MS: Final = 600_000
+LATEST_TRADE_MS: Final = 4_102_444_800_000
+
+
+def implausible_time(trade_ms: int, recv_ts: float) -> bool:
+    """Is a trade time impossible: past the year 2100, or more than :data:`MAX_AHEAD_MS` after
+    it was received (``recv_ts`` in seconds; 0 when unknown)?"""
+    return trade_ms > LATEST_TRADE_MS or (recv_ts > 0 and trade_ms > recv_ts * 1000 + MAX_AHEAD_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +149,13 @@ class Ingest:
         symbol = tick.symbol
         if self.symbols is not None and symbol not in self.symbols:
             self.counters["unsubscribed"] += 1
+            return
+        if implausible_time(tick.trade_ts, tick.recv_ts):
+            # accepted, it would become the symbol's last trade and every real trade after it
+            # would look like a duplicate, in the stream too (found by fuzzing)
+            self.on_malformed(
+                "implausible_time", f"{symbol} trade {tick.trade_id} at {tick.trade_ts}"
+            )
             return
         key = (tick.trade_ts, tick.trade_id)
         last = self.last_seen.get(symbol)
