@@ -19,6 +19,7 @@ with frames sent every millisecond and once in bursts of 100 frames every 10 ms.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import statistics
@@ -26,12 +27,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis
 
+from bench import cryptofeed_ref
 from bench.wakeup import WakeupProbe
 from spreadbus.bus import keys, tickschema
 from spreadbus.bus.codec import Tick
@@ -45,6 +49,7 @@ PAIRS = ",".join(f"{SYMBOLS[i]}/{SYMBOLS[i + 1]}" for i in range(0, 50, 2))
 FIREHOSE_TICKS = int(os.environ.get("BENCH_GATEWAY_TICKS", "200000"))
 PACED_RATE = 10_000
 PACED_SECONDS = 6
+CRYPTOFEED = os.environ.get("BENCH_CRYPTOFEED", "1") != "0"
 BASELINES = dict(
     item.split("=", 1) for item in os.environ.get("BENCH_GATEWAY_BASELINE", "").split(",") if item
 )
@@ -93,36 +98,44 @@ def redis_cpu_s(client: redis.Redis) -> float:
     return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
 
 
+Starter = Callable[[], Awaitable["subprocess.Popen[bytes]"]]
+
+
 async def firehose(
-    fake: BinanceServer, env: dict[str, str], client: redis.Redis, first_id: int
+    fake: BinanceServer,
+    start: Starter,
+    arrived: Callable[[], int],
+    client: redis.Redis,
+    first_id: int,
 ) -> dict[str, float]:
-    """A fresh gateway (on an emptied Redis) takes :data:`FIREHOSE_TICKS` frames as fast as it
-    can: ticks/s, and gateway and Redis CPU microseconds per tick."""
+    """A fresh consumer process (``start``: ours, a baseline's or cryptofeed), on an emptied
+    Redis, takes :data:`FIREHOSE_TICKS` frames as fast as it can, until ``arrived()`` counts
+    them all in Redis: ticks/s, and its and Redis's CPU microseconds per tick."""
     await _quiet_redis(client)
-    gateway = await _start_gateway(fake, env)
+    process = await start()
     try:
         await asyncio.sleep(1.0)  # start-up (imports, series creation) is not per-tick cost
         frames = build_agg_trade_frames(SYMBOLS, FIREHOSE_TICKS, first_agg_id=first_id)
-        gateway_cpu, server_cpu = process_cpu_s(gateway.pid), redis_cpu_s(client)
+        process_cpu, server_cpu = process_cpu_s(process.pid), redis_cpu_s(client)
         started = time.perf_counter()
         sent = await fake.firehose(frames)
         if sent.frames < FIREHOSE_TICKS:
             raise RuntimeError(f"the server sent {sent.frames} frames on {sent.connections} conns")
-        while total_ticks(client) < FIREHOSE_TICKS:
-            if time.perf_counter() - started > 120:
+        while (count := arrived()) < FIREHOSE_TICKS:
+            if time.perf_counter() - started > 180 or process.poll() is not None:
                 raise RuntimeError(
-                    f"only {total_ticks(client)} of {FIREHOSE_TICKS} arrived; gateway "
-                    f"counters: {gateway_counters(client)}"
+                    f"only {count} of {FIREHOSE_TICKS} arrived (exit code {process.poll()}); "
+                    f"gateway counters: {gateway_counters(client)}"
                 )
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - started
-        gateway_cpu = process_cpu_s(gateway.pid) - gateway_cpu
+        process_cpu = process_cpu_s(process.pid) - process_cpu
         server_cpu = redis_cpu_s(client) - server_cpu
     finally:
-        terminate(gateway, 10)
+        terminate(process, 10)
     return {
         "rate": FIREHOSE_TICKS / elapsed,
-        "gateway_us": gateway_cpu / FIREHOSE_TICKS * 1e6,
+        "gateway_us": process_cpu / FIREHOSE_TICKS * 1e6,
         "redis_us": server_cpu / FIREHOSE_TICKS * 1e6,
     }
 
@@ -133,10 +146,33 @@ def firehose_rows(case: str, runs: list[dict[str, float]], ceiling: float) -> li
     return [
         {"case": case, "metric": "sustained ingest", "value": median["rate"], "unit": "ticks/s",
          "reference": ceiling, "ratio": median["rate"] / ceiling},
-        {"case": case, "metric": "gateway CPU per tick", "value": median["gateway_us"],
+        {"case": case, "metric": "consumer process CPU per tick", "value": median["gateway_us"],
          "unit": "us"},
         {"case": case, "metric": "Redis CPU per tick", "value": median["redis_us"], "unit": "us"},
     ]  # fmt: skip
+
+
+def cryptofeed_ticks(client: redis.Redis) -> int:
+    with client.pipeline(transaction=False) as pipe:
+        for symbol in SYMBOLS:
+            pipe.xlen(cryptofeed_ref.stream_key(symbol))
+        return sum(pipe.execute())
+
+
+async def _start_cryptofeed(
+    fake: BinanceServer, interpreter: Path, port: int, password: str
+) -> subprocess.Popen[bytes]:
+    """cryptofeed (:mod:`bench.cryptofeed_ref`), once it has subscribed to every symbol."""
+    await fake.wait_until(lambda: not fake.connections, 30, "the last consumer's connections")
+    process = cryptofeed_ref.start(interpreter, fake.ws_url, fake.rest_url, port, password,
+                                   SYMBOLS)  # fmt: skip
+    try:
+        for symbol in SYMBOLS:
+            await fake.wait_for_subscribers(stream_name(symbol), timeout=60)
+    except TimeoutError:
+        terminate(process, 5)
+        raise RuntimeError(await cryptofeed_ref.stopped_with(process)) from None
+    return process
 
 
 async def _start_gateway(fake: BinanceServer, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -204,13 +240,35 @@ async def _run(data: Path) -> list[dict[str, Any]]:
             trees.update({label: {**env, "PYTHONPATH": path} for label, path in BASELINES.items()})
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
             first_id = 1
-            for _ in range(ROUNDS if BASELINES else 1):
-                for name, tree_env in trees.items():
-                    runs[name].append(await firehose(fake, tree_env, client, first_id))
+            starters: dict[str, tuple[Starter, Callable[[], int]]] = {
+                name: (partial(_start_gateway, fake, tree_env), partial(total_ticks, client))
+                for name, tree_env in trees.items()
+            }
+            reference = cryptofeed_ref.python() if CRYPTOFEED else "not asked (BENCH_CRYPTOFEED=0)"
+            if isinstance(reference, Path):
+                fake.listed_symbols = SYMBOLS
+                starters["cryptofeed"] = (
+                    partial(_start_cryptofeed, fake, reference, server.port, password),
+                    partial(cryptofeed_ticks, client),
+                )
+                runs["cryptofeed"] = []
+            for _ in range(ROUNDS if len(starters) > 1 else 1):
+                for name, (start, arrived) in starters.items():
+                    try:
+                        runs[name].append(await firehose(fake, start, arrived, client, first_id))
+                    except RuntimeError as exc:
+                        if name != "cryptofeed":
+                            raise
+                        reference = f"cryptofeed did not take the firehose: {exc}"
+                        del starters[name], runs[name]
+                        break
                     first_id += FIREHOSE_TICKS
             ours = firehose_rows("50 symbols, firehose", runs["ours"], ceiling)
             rows += ours
-            for label in BASELINES:
+            if not isinstance(reference, Path):
+                rows.append({"case": "50 symbols, firehose, cryptofeed", "metric": "not run",
+                             "value": math.nan, "unit": str(reference)[:300]})  # fmt: skip
+            for label in [*BASELINES, *(["cryptofeed"] if "cryptofeed" in runs else [])]:
                 theirs = firehose_rows(f"50 symbols, firehose, {label}", runs[label], ceiling)
                 rows += theirs
                 for mine, other in zip(ours, theirs, strict=True):

@@ -430,6 +430,20 @@ async def test_rest_aggtrades_windows_and_limits(server: BinanceServer) -> None:
         assert abs((await http.get("/fapi/v1/time")).json()["serverTime"] - time.time() * 1e3) < 5e3
 
 
+async def test_exchange_info_lists_the_listed_perpetuals(server: BinanceServer) -> None:
+    """What a client that maps symbols at start (cryptofeed, in bench gateway) reads."""
+    async with httpx.AsyncClient(base_url=server.rest_url) as http:
+        assert (await http.get("/fapi/v1/exchangeInfo")).json()["symbols"] == []
+        server.listed_symbols = ["BTCUSDT", "1000PEPEUSDT"]
+        info = (await http.get("/fapi/v1/exchangeInfo")).json()
+    assert [(s["symbol"], s["baseAsset"], s["quoteAsset"], s["contractType"], s["status"])
+            for s in info["symbols"]] == [
+        ("BTCUSDT", "BTC", "USDT", "PERPETUAL", "TRADING"),
+        ("1000PEPEUSDT", "1000PEPE", "USDT", "PERPETUAL", "TRADING"),
+    ]  # fmt: skip
+    assert info["symbols"][0]["filters"][0]["filterType"] == "PRICE_FILTER"
+
+
 @pytest.mark.parametrize(
     ("params", "code"),
     [

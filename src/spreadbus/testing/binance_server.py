@@ -14,7 +14,8 @@ port:
   maximum connection age.
 - REST: ``GET /fapi/v1/aggTrades`` served from the per-symbol history of published trades (so a
   test can open a trade-id gap with :meth:`BinanceServer.silence` and let the client backfill),
-  ``/fapi/v1/ping`` and ``/fapi/v1/time``.
+  ``/fapi/v1/ping``, ``/fapi/v1/time`` and ``/fapi/v1/exchangeInfo`` (the perpetuals in
+  :attr:`BinanceServer.listed_symbols`, enough for a client that maps symbols at start).
 - Scripting for tests (publish, malformed frames, disconnects, silence) and a backpressured
   firehose for benchmarks.
 
@@ -367,6 +368,7 @@ class BinanceServer:
         self.counters = ServerCounters()
         self.closed_connections: list[ConnectionInfo] = []
         self.rest_log: list[str] = []  # every REST request: path?query
+        self.listed_symbols: list[str] = []  # what /fapi/v1/exchangeInfo lists (USDT perpetuals)
         self._sessions: dict[int, _Session] = {}
         self._ids = itertools.count(1)
         self._server: Server | None = None
@@ -800,6 +802,8 @@ class BinanceServer:
             return _json_response(200, {})
         if path == "/fapi/v1/time":
             return _json_response(200, {"serverTime": time.time_ns() // 1_000_000})
+        if path == "/fapi/v1/exchangeInfo":
+            return _json_response(200, self._exchange_info())
         if path == "/fapi/v1/aggTrades":
             response = self._rest_agg_trades(query)
         else:
@@ -809,6 +813,21 @@ class BinanceServer:
         if response.status_code != 200:
             self.counters.rest_errors += 1
         return response
+
+    def _exchange_info(self) -> dict[str, Any]:
+        """``GET /fapi/v1/exchangeInfo``: the listed USDT perpetuals, trading, with the fields a
+        client reads to map symbols (filters[0] is the price filter, as on Binance)."""
+        return {
+            "timezone": "UTC",
+            "serverTime": time.time_ns() // 1_000_000,
+            "symbols": [
+                {"symbol": symbol, "pair": symbol, "contractType": "PERPETUAL",
+                 "status": "TRADING", "baseAsset": symbol.removesuffix("USDT"),
+                 "quoteAsset": "USDT", "marginAsset": "USDT",
+                 "filters": [{"filterType": "PRICE_FILTER", "tickSize": "0.01"}]}
+                for symbol in self.listed_symbols
+            ],
+        }  # fmt: skip
 
     def _rest_agg_trades(self, query: str) -> Response:
         """``GET /fapi/v1/aggTrades?symbol=&fromId=|startTime=&endTime=&limit=`` from history.
