@@ -190,6 +190,33 @@ async def test_a_series_deleted_mid_run_is_rebuilt_and_candles_stay_exact(
     assert_candles_equal(await read_candles(aredis, "BTCUSDT"), candles_from_ticks(ticks))
 
 
+async def test_a_refill_reads_nine_field_entries_of_the_previous_version(
+    aredis: aioredis.Redis,
+) -> None:
+    """An upgrade mid-minute: the building minute's first entries are in the older nine-field
+    layout, the rest compact. A source series deleted then is refilled from both (the Lua
+    refill decodes either layout), and the candles come out exact."""
+    ticks = make_ticks("BTCUSDT", 3000, seed=12)
+    writer = TickWriter(aredis)
+    await writer.prepare(["BTCUSDT"])
+    await write_all(writer, "BTCUSDT", ticks[:1234], 97)
+    minute_ms = ticks[1233].trade_ts // 60_000 * 60_000
+    in_minute = [i for i, t in enumerate(ticks[:1234]) if t.trade_ts >= minute_ms]
+    split = in_minute[len(in_minute) // 2]
+    assert len(in_minute) >= 2 and split > in_minute[0]  # both layouts in the minute
+    stream = keys.tick_stream("BTCUSDT")
+    await aredis.delete(stream)  # the same entries again, the older half as the old gateway's
+    async with aredis.pipeline(transaction=False) as pipe:
+        for i, tick in enumerate(ticks[:1234]):
+            fields = tickschema.legacy_fields(tick) if i < split else tickschema.to_fields(tick)
+            pipe.xadd(stream, fields, id=tick.stream_id)  # type: ignore[arg-type]
+        await pipe.execute()
+    assert await aredis.delete(keys.candle_source_series("BTCUSDT", "high")) == 1
+    rest = await write_all(writer, "BTCUSDT", ticks[1234:], 97)
+    assert (rest.added, rest.repairs, rest.refused_samples) == (3000 - 1234, 1, 0)
+    assert_candles_equal(await read_candles(aredis, "BTCUSDT"), candles_from_ticks(ticks))
+
+
 async def test_a_candle_series_deleted_mid_run_is_exact_again_from_that_minute(
     aredis: aioredis.Redis,
 ) -> None:
