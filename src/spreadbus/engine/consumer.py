@@ -40,7 +40,6 @@ from redis.typing import EncodableT, FieldT
 
 from spreadbus.bus import keys, streamid
 from spreadbus.bus.connect import AsyncRedis, connect, resolve_url
-from spreadbus.bus.streamid import ms_of as id_ms  # noqa: F401 (engine.service imports it)
 from spreadbus.config import Settings
 from spreadbus.engine.core import Entry, StreamPosition
 
@@ -57,6 +56,9 @@ StreamBatch = list[tuple[str, list[Entry]]]
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+id_ms = streamid.ms_of  # the name engine.service imports (stream ids: bus/streamid.py)
 
 
 def cursor_mapping(
