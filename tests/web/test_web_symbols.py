@@ -7,6 +7,9 @@ import csv
 import io
 
 import httpx
+import numpy as np
+import pandas as pd
+import pytest
 import redis
 import redis.asyncio as aioredis
 
@@ -141,3 +144,35 @@ async def test_ticks_csv_errors_and_skipped_entries(
         assert (await api.get(f"/api/symbols/BTCUSDT/ticks.csv?{query}")).status_code == 422
     assert (await api.get("/api/symbols/BTCUSDT/ohlc?format=xml")).status_code == 422
     assert (await api.get("/api/symbols/BTCUSDT/ticks.csv?venue=ghost")).status_code == 404
+
+
+@pytest.mark.parametrize("interval", ["5m", "15m", "1h"])
+async def test_longer_candles_equal_pandas_candles_of_the_ticks(
+    api: httpx.AsyncClient, aredis: aioredis.Redis, interval: str
+) -> None:
+    writer = TickWriter(aredis)
+    await writer.prepare(["BTCUSDT"])
+    rng = np.random.default_rng(3)
+    # 3 hours of trades, a few a minute, several sharing a millisecond
+    times = np.sort(rng.integers(T0, T0 + 3 * 3_600_000, 900))
+    prices = np.round(100 + np.cumsum(rng.normal(0, 0.2, times.size)), 1)
+    qtys = rng.integers(1, 50, times.size) / 100
+    ticks = [
+        _tick(i + 1, int(t), f"{p:.1f}", f"{q:.2f}")
+        for i, (t, p, q) in enumerate(zip(times, prices, qtys, strict=True))
+    ]
+    for start in range(0, len(ticks), 97):  # several flushes, as the gateway writes them
+        await writer.write({"BTCUSDT": SymbolBatch(ticks[start : start + 97], [])})
+
+    answer = await api.get(f"/api/symbols/BTCUSDT/ohlc?interval={interval}&minutes=1440")
+    assert answer.status_code == 200
+    got = pd.DataFrame(answer.json()["candles"]).set_index("ts")
+    frame = pd.DataFrame({"price": prices, "qty": qtys}, index=pd.to_datetime(times, unit="ms"))
+    rule = {"5m": "5min", "15m": "15min", "1h": "1h"}[interval]
+    want = frame["price"].resample(rule).ohlc().join(frame["qty"].resample(rule).sum())
+    want = want.dropna()
+    want.index = want.index.as_unit("ms").asi8  # epoch ms, whatever unit pandas chose
+    assert list(got.index) == list(want.index)
+    for column in ("open", "high", "low", "close"):
+        assert got[column].tolist() == want[column].tolist(), column  # exact: trade prices
+    assert np.allclose(got["volume"], want["qty"], rtol=1e-12)

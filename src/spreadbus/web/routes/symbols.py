@@ -9,11 +9,11 @@ from pydantic import BaseModel
 
 from spreadbus.bus import keys, tickschema
 from spreadbus.bus.codec import CodecError, Tick
+from spreadbus.web import read
 from spreadbus.web.deps import Client
 from spreadbus.web.export import csv_response, iso_ms
-from spreadbus.web.fields import Scalar, number, typed_fields
+from spreadbus.web.fields import Scalar, typed_fields
 from spreadbus.web.names import SymbolName
-from spreadbus.web.series import align, read_window
 
 MAX_TICKS: Final = 10_000
 TICK_COLUMNS: Final = (
@@ -40,7 +40,7 @@ class Candle(BaseModel):
 
 class Candles(BaseModel):
     symbol: str
-    interval: Literal["1m"] = "1m"
+    interval: read.CandleInterval = "1m"
     candles: list[Candle]
 
 
@@ -53,27 +53,29 @@ async def ohlc(
     name: SymbolName,
     client: Client,
     minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
+    interval: Annotated[
+        read.CandleInterval,
+        Query(description="1m, or 5m/15m/1h made from the exact 1m candles"),
+    ] = "1m",
     fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> Candles | Response:
-    """The 1-minute candles of the last ``minutes`` up to the newest one, which is the
-    current minute's candle as far as it has traded (``TS.RANGE ... LATEST``)."""
-    series = {field: keys.candle_series(name, field) for field in keys.CANDLE_FIELDS}
-    window = await read_window(client, list(series.values()), minutes, latest=True)
-    if all(v is None for v in window.values()):
+    """The candles of the last ``minutes`` up to the newest one, which is the current
+    candle as far as it has traded (``TS.RANGE ... LATEST``). Longer intervals aggregate the
+    1-minute candles (first open, highest high, lowest low, last close, summed volume),
+    starting at multiples of the interval since the epoch."""
+    rows = await read.candles(client, name, minutes, interval)
+    if rows is None:
         raise HTTPException(404, detail=f"no candles for {name}")
-    rows = align({field: window[key] for field, key in series.items()})
     if fmt == "csv":
         return csv_response(
             ["ts_ms", "time", *keys.CANDLE_FIELDS],
-            ([ts, iso_ms(ts), *values] for ts, values in rows),
-            f"ohlc_{name}_1m.csv",
+            ([row[0], iso_ms(row[0]), *row[1:]] for row in rows),
+            f"ohlc_{name}_{interval}.csv",
         )
-    return Candles(symbol=name, candles=[_candle(ts, values) for ts, values in rows])
-
-
-def _candle(ts: int, values: list[bytes | None]) -> Candle:
-    first, high, low, close, volume = (None if v is None else number(v) for v in values)
-    return Candle(ts=ts, open=first, high=high, low=low, close=close, volume=volume)
+    candles = [
+        Candle(ts=ts, open=o, high=h, low=lo, close=c, volume=v) for ts, o, h, lo, c, v in rows
+    ]
+    return Candles(symbol=name, interval=interval, candles=candles)
 
 
 def _tick_row(stream_id: bytes, tick: Tick) -> list[object]:
