@@ -58,15 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--engines", dest="set_engines", help="engine processes splitting the pairs (default 1)",
         default=argparse.SUPPRESS,
     )  # fmt: skip
+    up.add_argument(
+        "--gateways", dest="set_gateways", help="gateways splitting the symbols (default 1)",
+        default=argparse.SUPPRESS,
+    )  # fmt: skip
 
     for spec in SERVICES.values():
         cmd = sub.add_parser(spec.name, parents=[common], help=spec.summary)
         cmd.add_argument("--check", action="store_true", help="exit 0 if healthy, 1 if not")
-        if spec.name == "engine":  # joining a group of engines: docs/scaling.md
+        if spec.name in ("engine", "gateway"):  # joining a group: docs/scaling.md
+            count = "--engines" if spec.name == "engine" else "--gateways"
             for flag, text in (
-                ("--shard", "auto: hold shares of the pairs through leases, join the group"),
-                ("--engines", "shares the pairs are split into (the group's number)"),
-                ("--instance", "name of this process: heartbeat engine-<instance>"),
+                ("--shard", "auto: hold shares through leases, join the group"),
+                (count, "shares the work is split into (the group's number)"),
+                ("--instance", f"name of this process: heartbeat {spec.name}-<instance>"),
             ):
                 cmd.add_argument(flag, dest=f"set_{flag[2:]}", help=text, default=argparse.SUPPRESS)
         if spec.name == "web":

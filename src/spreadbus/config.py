@@ -134,12 +134,13 @@ class Settings(BaseSettings):
 
     # Scale-out (docs/scaling.md): shares held through lease:{kind}:{shard} keys
     engines: int = Field(1, ge=1, le=256, description="Shares the pairs are split into")
+    gateways: int = Field(1, ge=1, le=256, description="Shares the symbols are split into")
     shard: Literal["none", "auto"] = Field(
-        "none", description="auto: hold engine shares through leases and join the group"
+        "none", description="auto: hold shares through leases and join the group"
     )
     instance: str = Field(
         "", pattern=r"^[A-Za-z0-9_.-]{0,32}$",
-        description="Tells processes of one service apart (health key engine-<instance>)",
+        description="Tells processes of one service apart (health key <service>-<instance>)",
     )  # fmt: skip
     stream_retention: float = Field(300.0, gt=0, description="Tick stream retention (s)")
     window: int = Field(300, ge=20, description="Engine rolling window (1 s bars)")

@@ -303,10 +303,12 @@ class Supervisor:
 def instances(service: str, settings: Settings) -> list[tuple[str, dict[str, str]]]:
     """The processes of one service: (name, extra environment). ``--engines M`` runs M
     engines, ``engine`` and ``engine-2`` ... ``engine-M``, which split the pairs through
-    leases (:mod:`spreadbus.engine.shards`)."""
-    if service != "engine" or settings.engines == 1:
+    leases (:mod:`spreadbus.engine.shards`); ``--gateways N`` likewise N gateways splitting
+    the symbols (:mod:`spreadbus.gateway.shares`)."""
+    count = {"engine": settings.engines, "gateway": settings.gateways}.get(service, 1)
+    if count == 1:
         return [(service, {})]
-    more = range(2, settings.engines + 1)
+    more = range(2, count + 1)
     return [(service, {})] + [(f"{service}-{i}", {"SPREADBUS_INSTANCE": str(i)}) for i in more]
 
 

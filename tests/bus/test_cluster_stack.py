@@ -23,7 +23,7 @@ from spreadbus.proc import free_port
 pytestmark = pytest.mark.slow
 T = TypeVar("T")
 SERVICES = ("gateway", "engine", "logger", "archivist", "web")
-PROCESSES = (*SERVICES, "engine-2")  # up --engines 2
+PROCESSES = (*SERVICES, "engine-2", "gateway-2")  # up --engines 2 --gateways 2
 PAIRS = ("ETHUSDT/BTCUSDT", "SOLUSDT/ETHUSDT")
 
 
@@ -82,9 +82,9 @@ def _stream_ids(client: redis.RedisCluster, stream: str) -> set[str]:
 def test_the_whole_stack_runs_on_a_cluster(
     redis_cluster_url: str, cluster: redis.RedisCluster, data_dir: Path
 ) -> None:
-    """Ingest, analytics (two engines splitting the pairs), an alert rule set through the
-    API, logs, the archive and the API, all on a cluster; the archive is compared with the
-    streams it was made from."""
+    """Ingest (two gateways splitting the symbols), analytics (two engines splitting the
+    pairs), an alert rule set through the API, logs, the archive and the API, all on a
+    cluster; the archive is compared with the streams it was made from."""
     port = free_port()
     env = {
         **os.environ,
@@ -98,7 +98,8 @@ def test_the_whole_stack_runs_on_a_cluster(
         "SPREADBUS_WEB_PORT": str(port),
     }
     up = subprocess.Popen(
-        [sys.executable, "-m", "spreadbus", "up", "--duration", "150", "--engines", "2"],
+        [sys.executable, "-m", "spreadbus", "up", "--duration", "150",
+         "--engines", "2", "--gateways", "2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -170,3 +171,6 @@ def test_the_whole_stack_runs_on_a_cluster(
         assert set(real) == _stream_ids(cluster, keys.tick_stream(symbol)), symbol
         assert set(ghost) == _stream_ids(cluster, keys.ghost_stream(symbol)), symbol
         assert len(real) > 50, symbol
+        entries: Any = cluster.xrange(keys.tick_stream(symbol))
+        trade_ids = [int(e[0].decode().split("-")[1]) for e in entries]
+        assert trade_ids == sorted(set(trade_ids)), f"{symbol}: a trade written twice"

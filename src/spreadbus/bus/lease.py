@@ -19,15 +19,19 @@ group and gets its part within a few steps, and when one leaves, the others take
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
+import threading
 import time
 import uuid
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+import redis
 
 from spreadbus.bus import keys
 from spreadbus.bus.connect import AsyncRedis
@@ -135,6 +139,25 @@ class ShareGroup:
         for shard in list(shards):
             self.held.discard(shard)
             await self.client.eval(_RELEASE, 1, keys.lease(self.kind, shard), self.owner)
+
+    def keep_alive(self, client: redis.Redis | redis.RedisCluster) -> threading.Event:
+        """Renew the held leases from a thread of its own (with a blocking client), so that a
+        lease says this *process* is alive: an event loop held up by a long computation or a
+        loaded machine keeps its shares instead of losing them to a survivor while it still
+        writes; a killed process's thread dies with it, and its leases expire. Set the
+        returned event to stop the thread."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.interval_s):
+                for shard in list(self.held):
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        key = keys.lease(self.kind, shard)
+                        client.eval(_RENEW, 1, key, self.owner, self.ttl_ms)
+            client.close()
+
+        threading.Thread(target=renew, name=f"lease-{self.kind}", daemon=True).start()
+        return stop
 
     async def leave(self) -> None:
         """Release everything and leave the member set (a clean stop)."""

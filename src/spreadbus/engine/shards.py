@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from spreadbus.bus.connect import AsyncRedis
+from spreadbus.bus.connect import AsyncRedis, connect_sync
 from spreadbus.bus.health import HealthState, Verdict, worst
 from spreadbus.bus.lease import ShareGroup, owner_id
 from spreadbus.bus.service import REDIS_ERRORS, EventLog
@@ -73,12 +73,14 @@ class ShardedEngine:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.health_state.watch("shares", asyncio.current_task())  # type: ignore[arg-type]
+        keeper = self.group.keep_alive(connect_sync(self.settings))
         try:
             while not stop.is_set():
                 await self._step()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.group.interval_s)
         finally:
+            keeper.set()
             self.health_state.unwatch("shares")
             for shard in list(self.running):
                 await self._stop(shard)

@@ -160,7 +160,9 @@ class Ingest:
         key = (tick.trade_ts, tick.trade_id)
         last = self.last_seen.get(symbol)
         if last is not None:
-            if key <= last:
+            # a trade id at or below the last one is no new trade even with a later time:
+            # e.g. the sim of a gateway that took these symbols over from another one
+            if key <= last or tick.trade_id <= last[1]:
                 self.counters["duplicates"] += 1  # e.g. two overlapping connections
                 return
             if self.config.track_gaps and tick.trade_id > last[1] + 1:

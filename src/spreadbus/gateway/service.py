@@ -28,10 +28,12 @@ from spreadbus.config import Settings
 from spreadbus.gateway.backfill import Backfiller
 from spreadbus.gateway.ghost import GhostConfig, GhostVenue
 from spreadbus.gateway.ingest import Ingest, IngestConfig
+from spreadbus.gateway.shares import SymbolShares
 from spreadbus.gateway.ws import BinanceFeed, FeedConfig
 
 if TYPE_CHECKING:
     from spreadbus.gateway.replay import Overlap
+    from spreadbus.gateway.sim import SimMarket
 
 STATE_INTERVAL = 1.0
 FUNDING_RETENTION_MS = 24 * 3600 * 1000
@@ -87,16 +89,26 @@ class Gateway:
         # read by the heartbeat, so no caller summarizes every symbol at once
         self._latency_fields: dict[str, dict[str, float]] = {}
         self._funding_ms: dict[str, int] = {}  # event time of the last funding sample written
+        # --shard auto / up --gateways N: only the symbols of the shares this process holds
+        sharded = settings.shard == "auto" or settings.gateways > 1
+        self.shares = SymbolShares(settings, client, log) if sharded else None
+        if settings.instance:
+            self.name = f"gateway-{settings.instance}"
+        self._market: SimMarket | None = None
 
     async def _load_symbols(self) -> list[str]:
         self.pairs = await load_pairs(self.client, self.settings.pairs)
         symbols = list(symbols_of(self.pairs))
+        if self.shares is not None:
+            symbols = self.shares.mine(symbols)
         assert self.ingest.symbols is not None
         self.ingest.symbols.clear()
         self.ingest.symbols.update(symbols)
         return symbols
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self.shares is not None:
+            await self.shares.start()
         symbols = await self._load_symbols()
         await self.ingest.writer.prepare(symbols)
         self.ingest.last_seen.update(await last_trades(self.client, symbols))
@@ -109,6 +121,9 @@ class Gateway:
             self.health_state.spawn("state writer", self._state_loop(stop)),
             self.health_state.spawn("config watcher", watcher.run(stop)),
         ]
+        if self.shares is not None:
+            shares = self.shares.run(stop, self._apply_config, self.ingest)
+            helpers.append(self.health_state.spawn("shares", shares))
         try:
             await self._run_source(symbols, stop)
             await stop.wait()  # a finished replay keeps the service (and its state) up
@@ -183,6 +198,7 @@ class Gateway:
             self.pairs, seed=self.settings.seed, start_ms=int(time.time() * 1000),
             resume_after=self.ingest.last_seen,  # the bus's last trades: no id issued twice
         )  # fmt: skip
+        self._market = market
         self.ingest.config = IngestConfig(
             retention_ms=self.ingest.config.retention_ms, track_gaps=False
         )
@@ -210,6 +226,11 @@ class Gateway:
         added = [s for s in symbols if s not in before]
         if added:
             await self.ingest.writer.prepare(added)
+            # taken over from another gateway: continue after the bus's last trades
+            last = await last_trades(self.client, added)
+            self.ingest.last_seen.update(last)
+            if self._market is not None:
+                self._market.resume(last)
         if self.feed is not None:
             self.feed.set_symbols(symbols)
         removed = sorted(before - set(symbols))
@@ -291,4 +312,5 @@ class Gateway:
 
 
 def main(settings: Settings) -> int:
-    return run_service(Gateway, "gateway", settings)
+    name = f"gateway-{settings.instance}" if settings.instance else "gateway"
+    return run_service(Gateway, name, settings)

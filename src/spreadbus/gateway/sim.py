@@ -593,6 +593,13 @@ class SimMarket:
             out[symbol] = (times[mine], prices[mine].astype(np.float64))
         return out
 
+    def resume(self, last: Mapping[str, tuple[int, int]]) -> None:
+        """Continue these symbols' trade ids after the bus's last trades: a gateway that takes
+        over another's symbols (``spreadbus.gateway.shares``) issues no id twice."""
+        for symbol, (_, last_id) in last.items():
+            if symbol in self._next_id:
+                self._next_id[symbol] = max(self._next_id[symbol], last_id + 1)
+
     def ticks(self, until_ms: int, recv_ts: float = 0.0) -> Iterable[list[Tick]]:
         """Batches of one chunk each up to ``until_ms`` (offline use: tests, benchmarks)."""
         while self._clock < until_ms:

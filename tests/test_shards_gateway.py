@@ -1,0 +1,108 @@
+"""Two sim gateways split the symbols through leases; kill one, the other ingests its symbols
+again within 5 s, and no trade id is written twice (or out of order) in any stream."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from spreadbus.bus import keys
+from spreadbus.bus.configstore import set_pairs
+from spreadbus.bus.lease import share_of
+from spreadbus.config import Settings
+
+pytestmark = pytest.mark.slow
+PAIRS = ("ETHUSDT/BTCUSDT", "SOLUSDT/BNBUSDT")  # share 1: BTCUSDT; share 0: the others
+SYMBOLS = ("ETHUSDT", "BTCUSDT", "SOLUSDT", "BNBUSDT")
+TAKEOVER_S = 5.0
+
+
+async def until(condition: Callable[[], Awaitable[Any]], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = await condition()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def start_gateway(settings: Settings, instance: str, data_dir: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "SPREADBUS_REDIS_URL": settings.redis_url or "",
+        "SPREADBUS_DATA_DIR": str(data_dir),
+        "SPREADBUS_SOURCE": "sim",
+        "SPREADBUS_SHARD": "auto",
+        "SPREADBUS_GATEWAYS": "2",
+        "SPREADBUS_INSTANCE": instance,
+        "SPREADBUS_HEARTBEAT_INTERVAL": "0.5",
+    }
+    with (data_dir / f"gateway-{instance}.log").open("wb") as log:  # the child keeps its copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "spreadbus", "gateway"], env=env, stdout=log, stderr=log
+        )
+
+
+async def last_trade_ms(client: aioredis.Redis, symbol: str) -> int:
+    last: Any = await client.xrevrange(keys.tick_stream(symbol), count=1)
+    return int(last[0][0].decode().split("-")[0]) if last else 0
+
+
+async def test_killing_one_of_two_gateways_hands_its_symbols_over_without_duplicates(
+    settings: Settings, aredis: aioredis.Redis, data_dir: Path
+) -> None:
+    assert {share_of(s, 2) for s in SYMBOLS} == {0, 1}
+    await set_pairs(aredis, PAIRS)
+    gateways = {name: start_gateway(settings, name, data_dir) for name in ("a", "b")}
+    try:
+
+        async def split() -> list[Any] | None:
+            owners = [await aredis.get(keys.lease("gateway", s)) for s in (0, 1)]
+            return owners if None not in owners and owners[0] != owners[1] else None
+
+        owners = await until(split, 90, "each gateway to hold one share")
+
+        async def lengths() -> dict[str, int]:
+            return {s: await aredis.xlen(keys.tick_stream(s)) for s in SYMBOLS}
+
+        async def grown(since: dict[str, int], symbols: tuple[str, ...] = SYMBOLS) -> bool:
+            now = await lengths()  # the sim's trade clock is its own: count entries instead
+            return all(now[s] >= since[s] + 5 for s in symbols)
+
+        at_split = await lengths()
+        await until(lambda: grown(at_split), 30, "every symbol's ticks")
+        victim_owner = owners[0].decode()
+        victim = next(n for n, p in gateways.items() if f":{p.pid}:" in victim_owner)
+        os.kill(gateways[victim].pid, signal.SIGKILL)
+        gateways[victim].wait(5)
+        at_kill = await lengths()  # the dead one writes nothing more from here
+        began = time.monotonic()
+        orphans = tuple(s for s in SYMBOLS if share_of(s, 2) == 0)
+        await until(
+            lambda: grown(at_kill, orphans), TAKEOVER_S + 5,
+            "the killed gateway's symbols to flow again",
+        )  # fmt: skip
+        took_s = time.monotonic() - began
+        print(f"takeover: the killed gateway's symbols flow again after {took_s:.2f} s")
+        assert took_s <= TAKEOVER_S, f"takeover took {took_s:.2f} s"
+        assert await aredis.get(keys.lease("gateway", 0)) == owners[1]
+        await asyncio.sleep(1.0)
+    finally:
+        for process in gateways.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(20)
+    for symbol in SYMBOLS:
+        entries: Any = await aredis.xrange(keys.tick_stream(symbol))
+        ids = [int(entry_id.decode().split("-")[1]) for entry_id, _ in entries]
+        assert len(ids) > 20, symbol
+        assert ids == sorted(set(ids)), f"{symbol}: a trade id twice or out of order"
