@@ -5,6 +5,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from spreadbus.bus import keys
@@ -125,3 +126,18 @@ async def test_leases_work_on_a_cluster(redis_cluster_url: str) -> None:
         await b.leave()
     finally:
         await client.aclose()
+
+
+async def test_a_busy_event_loop_keeps_its_shares_through_the_keeper_thread(
+    aredis: aioredis.Redis, redis_url: str
+) -> None:
+    a = group(aredis, "a")
+    await a.step()
+    stop = a.keep_alive(redis.Redis.from_url(redis_url))
+    try:
+        time.sleep(3 * TTL_S)  # the loop does nothing at all: only the thread renews
+        assert await owners(aredis) == [b"a"] * 4
+    finally:
+        stop.set()
+    await asyncio.sleep(TTL_S + 3 * STEP_S)  # the thread stopped: the leases run out
+    assert await owners(aredis) == [None] * 4
