@@ -4,9 +4,9 @@ One :class:`BinanceFeed` spreads the symbols over :class:`FeedConnection` shards
 ``streams_per_connection`` streams. Each connection
 
 * reconnects with capped exponential backoff and full jitter (never unbounded);
-* answers server pings (the websockets library does it) and reconnects when no frame arrives
-  for ``idle_timeout`` seconds: a silent feed is a dead feed (BINANCE.md: the old URL stays
-  silent without an error);
+* answers server pings (the client library does it: picows, or websockets, behind
+  gateway/wsclient.py) and reconnects when no frame arrives for ``idle_timeout`` seconds: a
+  silent feed is a dead feed (BINANCE.md: the old URL stays silent without an error);
 * opens its successor before Binance's 24-hour cut and reads both until the new one delivers,
   so no trade is missed; the ingest drops the ones seen twice;
 * sends live SUBSCRIBE/UNSUBSCRIBE batches at most every ``CONTROL_GAP`` seconds (Binance drops a
@@ -23,9 +23,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidHandshake, InvalidURI, WebSocketException
-
 from spreadbus.bus.codec import epoch_ms
 from spreadbus.bus.service import EventLog
 from spreadbus.gateway.binance import (
@@ -37,11 +34,11 @@ from spreadbus.gateway.binance import (
     stream_symbol,
 )
 from spreadbus.gateway.sink import TickSink
+from spreadbus.gateway.wsclient import CONNECT_ERRORS, Client, FrameSocket, open_socket
 
 CONTROL_GAP = 0.25  # s between control messages: 4/s, well inside Binance's 10/s
 PARAMS_PER_MESSAGE = 100
 ROLLOVER_WAIT = 10.0  # s to wait for the successor's first frame before closing the old one
-YIELD_EVERY = 16  # frames read before giving the event loop (the flusher) a turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +52,7 @@ class FeedConfig:
     backoff_first: float = 0.5
     backoff_cap: float = 30.0
     open_timeout: float = 10.0
+    client: Client = "picows"  # or "websockets" (gateway/wsclient.py)
 
 
 def backoff_delay(attempt: int, first: float, cap: float, rng: random.Random) -> float:
@@ -101,7 +99,7 @@ class FeedConnection:
             started = time.monotonic()
             try:
                 socket = await self._open()
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, WebSocketException) as exc:
+            except CONNECT_ERRORS as exc:
                 log.warning("connect failed", conn=self.index, error=str(exc) or repr(exc))
             else:
                 self.feed.connected.set()
@@ -120,39 +118,29 @@ class FeedConnection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
-    async def _open(self) -> ClientConnection:
+    async def _open(self) -> FrameSocket:
         # Subscriptions in flight are folded into the URL of the new connection.
         self.to_subscribe.clear()
         self.to_unsubscribe.clear()
-        socket = await connect(
-            self.url,
-            open_timeout=self.feed.config.open_timeout,
-            ping_interval=None,  # Binance pings us; websockets answers each ping with a pong
-            close_timeout=2,
-            max_size=2**22,
-            max_queue=4096,
-        )
+        config = self.feed.config
+        socket = await open_socket(self.url, config.open_timeout, config.client)
         self.last_frame = time.monotonic()
         self.feed.log.info("connected", conn=self.index, streams=len(self.streams))
         return socket
 
-    async def _read(self, socket: ClientConnection) -> None:
-        sink, key = self.feed.sink, id(socket)
-        self.frames_by_socket[key] = 0
-        count = 0
-        async for frame in socket:
-            self.last_frame = time.monotonic()
-            count += 1
-            sink.on_frame(frame, epoch_ms(), "binance")
-            if count % YIELD_EVERY == 0:
-                # While frames are queued, recv() never suspends: without this the flusher
-                # would not run until the burst is over.
-                self.frames_by_socket[key] = count
-                await asyncio.sleep(0)
-            elif count < YIELD_EVERY:
-                self.frames_by_socket[key] = count
+    async def _read(self, socket: FrameSocket) -> None:
+        sink, key, counts = self.feed.sink, id(socket), self.frames_by_socket
+        counts[key] = 0
+        monotonic, on_frame = time.monotonic, sink.on_frame
 
-    async def _session(self, socket: ClientConnection, stop: asyncio.Event) -> str:
+        def frame(data: bytes | str) -> None:
+            self.last_frame = monotonic()
+            counts[key] += 1
+            on_frame(data, epoch_ms(), "binance")
+
+        await socket.read(frame)
+
+    async def _session(self, socket: FrameSocket, stop: asyncio.Event) -> str:
         """Read until stop, silence, close or rollover failure; returns why it ended."""
         cfg = self.feed.config
         opened = time.monotonic()
@@ -186,13 +174,13 @@ class FeedConnection:
                 await socket.close()
 
     async def _rollover(
-        self, old: ClientConnection, old_reader: asyncio.Task[None]
-    ) -> tuple[ClientConnection, asyncio.Task[None]] | None:
+        self, old: FrameSocket, old_reader: asyncio.Task[None]
+    ) -> tuple[FrameSocket, asyncio.Task[None]] | None:
         """Open the successor, read both until it delivers, then retire the old one."""
         log = self.feed.log
         try:
             new = await self._open()
-        except (OSError, TimeoutError, InvalidHandshake, WebSocketException) as exc:
+        except CONNECT_ERRORS as exc:
             log.warning("rollover connect failed; keeping the old connection", error=str(exc))
             return None
         reader = asyncio.create_task(self._read(new))
@@ -212,7 +200,7 @@ class FeedConnection:
         log.info("rolled over to a fresh connection", conn=self.index)
         return new, reader
 
-    async def _send_control(self, socket: ClientConnection) -> None:
+    async def _send_control(self, socket: FrameSocket) -> None:
         """One SUBSCRIBE or UNSUBSCRIBE batch per call (the caller spaces the calls)."""
         method, pending = (
             ("UNSUBSCRIBE", self.to_unsubscribe)
