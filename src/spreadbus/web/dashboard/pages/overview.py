@@ -126,7 +126,9 @@ def register(app: Dash, ctx: Context) -> None:
             read.recent_alerts(client, ALERTS_SCANNED),
         )
         data: dict[str, Any] = {"rows": rows(pairs, snaps, legs, alerts, time.time())}
-        if not n_intervals:  # a fresh page: the sparklines' history and the tooltips, once
+        if n_intervals == 1:
+            # a fresh page's second answer: the sparklines' history and the tooltips, once (the
+            # first answer carries the rows alone, so the table shows without waiting for them)
             data["titles"] = {f: GLOSSARY[f] for f in ROW_FIELDS if f in GLOSSARY}
             histories = await asyncio.gather(*(
                 read.history(client, pair, ["zscore"], SPARK_MINUTES, "1s") for pair in pairs
