@@ -247,9 +247,13 @@ def mark_price_frame(mark: MarkPrice) -> bytes:
         {
             "stream": mark_price_stream(mark.symbol),
             "data": {
-                "e": "markPriceUpdate", "E": mark.event_ms, "s": mark.symbol,
-                "p": f"{mark.mark_price:.8f}", "i": f"{mark.index_price:.8f}",
-                "P": f"{mark.settle_price:.8f}", "r": f"{mark.funding_rate:.8f}",
+                "e": "markPriceUpdate",
+                "E": mark.event_ms,
+                "s": mark.symbol,
+                "p": f"{mark.mark_price:.8f}",
+                "i": f"{mark.index_price:.8f}",
+                "P": f"{mark.settle_price:.8f}",
+                "r": f"{mark.funding_rate:.8f}",
                 "T": mark.next_funding_ms,
             },
         }
