@@ -50,14 +50,13 @@ from spreadbus.engine.pairstate import (
     ou_stats,
     window_stats,
 )
-from spreadbus.research.backtest import PERIODS_PER_YEAR, kalman_settings
+from spreadbus.research.backtest import OU_POINTS, PERIODS_PER_YEAR, kalman_settings
 
 Hedge = Literal["ols", "kalman", "huber", "theil_sen"]
 HEDGES: Final[tuple[str, ...]] = ("ols", "kalman", "huber", "theil_sen")
 THEIL_SEN_POINTS: Final = 2_000
 KALMAN_WARMUP: Final = 300
 CHART_POINTS: Final = 5_000
-OU_POINTS: Final = 3_000
 ANNUALISED: Final = ("spread_vol", "sharpe_ann", "sortino_ann")  # scale with sqrt(bars a year)
 MIN_BARS: Final = 20
 

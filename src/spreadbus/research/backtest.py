@@ -28,9 +28,11 @@ import numpy as np
 
 from spreadbus.analytics import AnalyticsInputError, backtest, half_life, ols_hedge, spread
 from spreadbus.analytics.backtest import BacktestResult
+from spreadbus.analytics.meanrev import ou_fit
 from spreadbus.analytics.resample import BAR_MILLISECONDS, Rule
 
 HedgeKind = Literal["ols", "kalman"]
+OU_POINTS: Final = 3_000  # the OU half-life's ML fit is slow: at most the latest bars
 PERIODS_PER_YEAR: Final[dict[str, float]] = {
     bar: 365 * 24 * 3_600_000 / ms for bar, ms in BAR_MILLISECONDS.items()
 }
@@ -169,7 +171,7 @@ def _report(
         "win_rate": result.win_rate,
         "avg_holding_bars": avg_bars,
         "avg_holding_s": avg_bars * bar_ms / 1000,
-        "half_life_bars": _half_life(y_n, x_n),
+        **_half_lives(y_n, x_n),
         "turnover": result.turnover,
         "fees_paid": float(sum(t.fees for t in result.trades) * capital),
     }
@@ -187,13 +189,24 @@ def _report(
     }
 
 
-def _half_life(y_n: np.ndarray, x_n: np.ndarray) -> float:
-    """Half-life in bars of the whole sample's OLS spread (``inf`` without mean reversion)."""
+def _half_lives(y_n: np.ndarray, x_n: np.ndarray) -> dict[str, float]:
+    """Half-life in bars of the whole sample's OLS spread, to set the holding time against:
+    the engine's noise-robust OU fit (over the last :data:`OU_POINTS` bars, with its 90%
+    interval) and the plain AR(1) one for comparison; ``inf`` without mean reversion."""
+    out = dict.fromkeys(
+        ("half_life_bars", "half_life_lo_bars", "half_life_hi_bars", "half_life_ar1_bars"),
+        math.nan,
+    )
     try:
         fit = ols_hedge(y_n, x_n)
-        return half_life(spread(y_n, x_n, fit.beta, fit.alpha))
+        series = spread(y_n, x_n, fit.beta, fit.alpha)
+        out["half_life_ar1_bars"] = half_life(series)
+        ou = ou_fit(series[-OU_POINTS:])
     except AnalyticsInputError:
-        return math.nan
+        return out
+    out["half_life_bars"] = ou.half_life
+    out["half_life_lo_bars"], out["half_life_hi_bars"] = ou.half_life_lo, ou.half_life_hi
+    return out
 
 
 def _json_number(value: object) -> object:
