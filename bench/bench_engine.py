@@ -41,6 +41,7 @@ import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
+from bench.cpu import process_cpu_s as cpu_seconds  # bench_scaling imports this name
 from bench.wakeup import WakeupProbe
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Tick, epoch_ms
@@ -150,11 +151,6 @@ async def produce(
             written[0] += result.added + result.ghosts
         await asyncio.sleep(FLUSH_S)
     return sent / (time.monotonic() - started)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _run(tmp: Path) -> list[dict[str, Any]]:

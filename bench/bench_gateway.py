@@ -36,6 +36,7 @@ import orjson
 import redis
 
 from bench import cryptofeed_ref
+from bench.cpu import process_cpu_s, redis_cpu_s
 from bench.wakeup import WakeupProbe
 from spreadbus.bus import keys, tickschema
 from spreadbus.bus.codec import Tick
@@ -54,7 +55,6 @@ BASELINES = dict(
     item.split("=", 1) for item in os.environ.get("BENCH_GATEWAY_BASELINE", "").split(",") if item
 )
 ROUNDS = int(os.environ.get("BENCH_GATEWAY_ROUNDS", "2"))
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def redis_benchmark_xadd(server: EmbeddedRedis, password: str, requests: int = 200_000) -> float:
@@ -84,18 +84,6 @@ async def _quiet_redis(client: redis.Redis) -> None:
         if not info.get("aof_rewrite_in_progress") and not info.get("rdb_bgsave_in_progress"):
             return
         await asyncio.sleep(0.1)
-
-
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-
-
-def redis_cpu_s(client: redis.Redis) -> float:
-    """CPU seconds of Redis's main thread (where commands and functions run)."""
-    info = client.info("cpu")
-    return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
 
 
 Starter = Callable[[], Awaitable["subprocess.Popen[bytes]"]]

@@ -14,6 +14,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 
+from bench.cpu import redis_cpu_s
 from spreadbus.bus.codec import epoch_ms
 from spreadbus.bus.service import EventLog
 from spreadbus.bus.ticks import TickWriter
@@ -23,11 +24,6 @@ from spreadbus.testing.binance_server import build_agg_trade_frames
 
 SYMBOLS = [f"B{i:02d}USDT" for i in range(50)]
 FRAMES_PER_FLUSH = 400  # about what a 2 ms batch holds at 200k frames/s
-
-
-def redis_cpu_s(client: redis.Redis) -> float:
-    info = client.info("cpu")
-    return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
 
 
 async def main(url: str, count: int, first_id: int) -> dict[str, float]:
