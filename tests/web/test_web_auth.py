@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from starlette.responses import PlainTextResponse
 
 from spreadbus.config import Settings, SettingsError
 from spreadbus.web.api import create_app
-from spreadbus.web.auth import is_loopback, password_matches
+from spreadbus.web.auth import BasicAuthMiddleware, FailedLogins, is_loopback, password_matches
 from spreadbus.web.service import main
 
 from .conftest import BASE
@@ -83,3 +85,30 @@ def test_exposed_without_password_is_refused(redis_url: str, host: str) -> None:
 
 def test_exposed_with_password_builds(redis_url: str) -> None:
     create_app(Settings(redis_url=redis_url, web_host="0.0.0.0", web_password="x"))
+
+
+async def test_failed_logins_are_throttled_per_address() -> None:
+    """Ten wrong passwords from one address within the window: that address is refused (429,
+    even with the right password) until the window has passed; other addresses are not."""
+    now = [1000.0]
+    failures = FailedLogins(limit=10, window_s=60.0, clock=lambda: now[0])
+
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    app = BasicAuthMiddleware(ok, password="s3cret", failures=failures)
+
+    def client(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 1234))
+        return httpx.AsyncClient(transport=transport, base_url=BASE)
+
+    async with client("10.0.0.7") as guesser, client("10.0.0.8") as other:
+        assert (await guesser.get("/")).status_code == 401  # no header yet: not a failure
+        for _ in range(10):
+            assert (await guesser.get("/", headers=_basic("x", "guess"))).status_code == 401
+        blocked = await guesser.get("/", headers=_basic("x", "s3cret"))
+        assert blocked.status_code == 429
+        assert blocked.headers["retry-after"] == "60"
+        assert (await other.get("/", headers=_basic("x", "s3cret"))).status_code == 200
+        now[0] += 61.0
+        assert (await guesser.get("/", headers=_basic("x", "s3cret"))).status_code == 200

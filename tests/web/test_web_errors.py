@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from spreadbus.config import Settings
 from spreadbus.proc import free_port
@@ -52,7 +53,19 @@ async def test_redis_unavailable_is_503_json(data_dir: Path, redis_url_or_none: 
                 detail = response.json()["detail"]
                 assert detail.startswith("Redis unavailable"), detail
                 assert "Traceback" not in response.text
+                assert "127.0.0.1" not in response.text  # no Redis exception text echoed
+                assert "Error" not in response.text
             # bad input is still bad input, whatever Redis does
             assert (await api.get("/api/analytics/NOPE")).status_code == 422
             assert (await api.get("/api/archive")).status_code == 200
     assert app.state.stats.server_errors == len(REDIS_PATHS)
+
+
+async def test_a_redis_error_reply_is_502_without_redis_text(
+    api: httpx.AsyncClient, aredis: aioredis.Redis
+) -> None:
+    await aredis.set("config:pairs", "not a set")  # SMEMBERS answers WRONGTYPE
+    response = await api.get("/api/pairs")
+    assert response.status_code == 502
+    assert response.json() == {"detail": "Redis refused the request (see the web service's log)"}
+    assert "WRONGTYPE" not in response.text

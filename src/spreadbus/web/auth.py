@@ -12,6 +12,9 @@ import base64
 import binascii
 import ipaddress
 import secrets
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import Final
 
 from starlette.datastructures import Headers
@@ -63,17 +66,74 @@ def password_matches(header: str | None, password: str) -> bool:
     return bool(sep) and secrets.compare_digest(given, password.encode())
 
 
-class BasicAuthMiddleware:
-    """Answers 401 to every HTTP request without the password (pure ASGI: streams pass)."""
+class FailedLogins:
+    """Failed password attempts per client address, to slow a password guesser down: after
+    ``limit`` failures within ``window_s`` seconds the address is refused (429) until the
+    oldest of them is that old. Bounded: at most ``max_clients`` addresses are remembered."""
 
-    def __init__(self, app: ASGIApp, password: str) -> None:
+    def __init__(
+        self,
+        limit: int = 10,
+        window_s: float = 60.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit, self.window_s, self.max_clients, self.clock = (
+            limit,
+            window_s,
+            max_clients,
+            clock,
+        )
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str) -> deque[float]:
+        failures = self._failures.get(client, deque())
+        horizon = self.clock() - self.window_s
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        return failures
+
+    def retry_after_s(self, client: str) -> float:
+        """Seconds until ``client`` may try again; 0 when it may now."""
+        failures = self._recent(client)
+        if len(failures) < self.limit:
+            return 0.0
+        return max(failures[0] + self.window_s - self.clock(), 0.0)
+
+    def failed(self, client: str) -> None:
+        if client not in self._failures and len(self._failures) >= self.max_clients:
+            self._failures.pop(next(iter(self._failures)))  # forget the oldest address
+        failures = self._recent(client)
+        failures.append(self.clock())
+        self._failures[client] = failures
+
+
+class BasicAuthMiddleware:
+    """Answers 401 to every HTTP request without the password, and 429 to an address that
+    failed too often lately (pure ASGI: streams pass). Passwords are compared in constant
+    time (:func:`password_matches`)."""
+
+    def __init__(self, app: ASGIApp, password: str, failures: FailedLogins | None = None) -> None:
         self.app = app
         self.password = password
+        self.failures = failures or FailedLogins()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
+            client = (scope.get("client") or ("?", 0))[0]
+            wait_s = self.failures.retry_after_s(client)
+            if wait_s > 0:
+                response = JSONResponse(
+                    {"detail": f"too many failed logins: retry in {wait_s:.0f} s"},
+                    status_code=429,
+                    headers={"Retry-After": str(max(int(wait_s), 1))},
+                )
+                await response(scope, receive, send)
+                return
             header = Headers(scope=scope).get("authorization")
             if not password_matches(header, self.password):
+                if header:  # a wrong password, not a first request that has none yet
+                    self.failures.failed(client)
                 response = JSONResponse(
                     {"detail": "authentication required"},
                     status_code=401,

@@ -205,14 +205,17 @@ def install(app: FastAPI, log: EventLog) -> None:
     async def redis_down(request: Request, exc: Exception) -> JSONResponse:
         log.warning("redis unavailable", path=request.url.path, error=str(exc))
         return JSONResponse(
-            {"detail": f"Redis unavailable: {exc}"},
+            # Redis's own words (hosts, ports, error codes) go to the log, never to a client
+            {"detail": "Redis unavailable: retry in a moment"},
             status_code=503,
             headers={"Retry-After": "1"},
         )
 
     async def redis_refused(request: Request, exc: Exception) -> JSONResponse:
         log.error("redis refused a command", path=request.url.path, error=str(exc))
-        return JSONResponse({"detail": f"Redis refused the request: {exc}"}, status_code=502)
+        return JSONResponse(
+            {"detail": "Redis refused the request (see the web service's log)"}, status_code=502
+        )
 
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed", path=request.url.path, error=repr(exc), exc_info=exc)
