@@ -97,9 +97,6 @@ class GhostVenue:
         noise, delays, coins = zip(*parts, strict=True)
         return np.concatenate(noise), np.concatenate(delays), np.concatenate(coins)
 
-    def delay_ms(self) -> float:
-        return float(self._draw(1)[1][0])
-
     def _offsets_bps(
         self, symbols: Sequence[str], recv: FloatArray, coins: FloatArray
     ) -> FloatArray:
@@ -128,10 +125,6 @@ class GhostVenue:
         for symbol, c in codes.items():
             self._episodes[symbol] = (float(until[c]), float(offset[c]))
         return out
-
-    def shadow(self, tick: Tick) -> None:
-        """Schedule the ghost twin of a real tick."""
-        self.shadow_many([tick])
 
     def shadow_many(self, ticks: Sequence[Tick]) -> None:
         """Schedule the ghost twins of real ticks (any symbols, in arrival order)."""
@@ -162,8 +155,13 @@ class GhostVenue:
             ghost_ms, ghost_ms, due, repeat("ghost", n), strict=True,
         )  # fmt: skip
         ghosts = map(tuple.__new__, repeat(Tick, n), fields)
-        self._pending.extend(zip(due, self._seq, ghosts))  # noqa: B905 (count() is endless)
-        heapq.heapify(self._pending)
+        items = list(zip(due, self._seq, ghosts))  # noqa: B905 (count() is endless)
+        if len(items) * 8 < len(self._pending):  # a few into a large heap: push each, O(k log n)
+            for item in items:
+                heapq.heappush(self._pending, item)
+        else:  # many: one O(n) heapify beats k pushes
+            self._pending.extend(items)
+            heapq.heapify(self._pending)
 
     def due(self, now_ms: float) -> list[Tick]:
         """Ghost ticks whose delay has passed, in due order."""
