@@ -134,6 +134,8 @@ class Gateway:
             await asyncio.gather(*helpers, return_exceptions=True)
             flush_stop.set()
             await flusher
+            if self.shares is not None:  # only now: the survivor resumes after our last tick
+                await self.shares.close()
 
     async def _run_source(self, symbols: list[str], stop: asyncio.Event) -> None:
         source = self.settings.source
@@ -225,12 +227,15 @@ class Gateway:
         symbols = await self._load_symbols()
         added = [s for s in symbols if s not in before]
         if added:
+            assert self.ingest.symbols is not None
+            self.ingest.symbols.difference_update(added)  # not before their last trades
             await self.ingest.writer.prepare(added)
             # taken over from another gateway: continue after the bus's last trades
             last = await last_trades(self.client, added)
             self.ingest.last_seen.update(last)
             if self._market is not None:
                 self._market.resume(last)
+            self.ingest.symbols.update(added)
         if self.feed is not None:
             self.feed.set_symbols(symbols)
         removed = sorted(before - set(symbols))

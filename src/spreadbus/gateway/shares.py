@@ -61,30 +61,32 @@ class SymbolShares:
         self, stop: asyncio.Event, changed: Callable[[], Awaitable[None]], ingest: Ingest
     ) -> None:
         """Renew, take and give up shares; ``changed`` re-reads the symbol set."""
-        try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.group.interval_s)
-                if stop.is_set():
-                    break
-                try:
-                    change = await self.group.step()
-                    if change.surplus:
-                        self.group.held.difference_update(change.surplus)
-                        await changed()
-                        await written_through(ingest)
-                        await self.group.release(change.surplus)
-                    if change.gained or change.lost or change.surplus:
-                        self.log.info(
-                            "shares changed", held=sorted(self.group.held), gained=change.gained,
-                            lost=change.lost, handed_over=change.surplus,
-                        )  # fmt: skip
-                    if change.gained or change.lost:
-                        await changed()
-                except REDIS_ERRORS as exc:  # leases expire meanwhile; the next step says so
-                    self.log.warning("lease step failed", error=repr(exc))
-        finally:
-            if self._keeper is not None:
-                self._keeper.set()
-            with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
-                await asyncio.wait_for(self.group.leave(), 2.0)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.group.interval_s)
+            if stop.is_set():
+                break
+            try:
+                change = await self.group.step()
+                if change.surplus:
+                    self.group.held.difference_update(change.surplus)
+                    await changed()
+                    await written_through(ingest)
+                    await self.group.release(change.surplus)
+                if change.gained or change.lost or change.surplus:
+                    self.log.info(
+                        "shares changed", held=sorted(self.group.held), gained=change.gained,
+                        lost=change.lost, handed_over=change.surplus,
+                    )  # fmt: skip
+                if change.gained or change.lost:
+                    await changed()
+            except REDIS_ERRORS as exc:  # leases expire meanwhile; the next step says so
+                self.log.warning("lease step failed", error=repr(exc))
+
+    async def close(self) -> None:
+        """Leave the group: after the gateway wrote what its ingest held (a survivor resumes
+        after the bus's last trades, so they must all be there), then stop the keeper."""
+        with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
+            await asyncio.wait_for(self.group.leave(), 2.0)
+        if self._keeper is not None:
+            self._keeper.set()
