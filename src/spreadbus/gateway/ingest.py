@@ -90,6 +90,9 @@ class Ingest:
         self.on_gap: GapListener | None = None
         self._pending: dict[str, list[Tick]] = defaultdict(list)  # fresh, not yet shadowed
         self._retry: dict[str, SymbolBatch] = {}  # batches of a failed write, ghosts included
+        # ticks of kept batches whose failed write may still have reached Redis (its reply was
+        # lost): the retry finds those as duplicates, and they count as published
+        self._unsure = 0
         self._held: dict[str, list[Tick]] = {}  # symbols waiting for a gap back-fill
         self._trimmed_at: dict[str, float] = {}  # symbol -> wall-clock ms of its last trim
         self._buffered = 0
@@ -258,6 +261,7 @@ class Ingest:
         for symbol, batch in batches.items():
             self._retry[symbol] = batch
             self._buffered += len(batch.ticks)
+        self._unsure = sum(len(batch.ticks) for batch in self._retry.values())
 
     def _next_deadline(self) -> float:
         """Seconds until the flusher has something to do."""
@@ -314,13 +318,22 @@ class Ingest:
                 self._room.set()
         if oldest is not None:
             self.flush_delay.add(epoch_ms() - oldest)
-        self._count(result, batches)
+        self._count(result, batches, settles_unsure=True)
         self.counters["flushes"] += 1
         return result
 
-    def _count(self, result: WriteResult, written: dict[str, SymbolBatch]) -> None:
-        self.counters["published"] += result.added
-        self.counters["duplicates"] += result.duplicates
+    def _count(
+        self, result: WriteResult, written: dict[str, SymbolBatch], settles_unsure: bool = False
+    ) -> None:
+        """Count a write. ``settles_unsure``: it carried every kept batch, so duplicates up to
+        the number of their ticks were written by an attempt whose reply was lost."""
+        confirmed = min(result.duplicates, self._unsure) if settles_unsure else 0
+        if settles_unsure:
+            self._unsure = 0
+        if confirmed:
+            self.counters["written_before_lost_reply"] += confirmed
+        self.counters["published"] += result.added + confirmed
+        self.counters["duplicates"] += result.duplicates - confirmed
         self.counters["ghost_published"] += result.ghosts
         for name in ("refused_samples", "repairs", "function_reloads"):
             if getattr(result, name):
