@@ -18,7 +18,6 @@ The machine is shared: the ratios to the same-run references and targets are wha
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 import httpx
 import redis
 
-from spreadbus.proc import free_port
+from spreadbus.proc import free_port, terminate
 
 SYMBOLS = [f"S{k:02d}USDT" for k in range(10)]
 PAIRS = [f"{SYMBOLS[i]}/{SYMBOLS[j]}" for i in range(10) for j in range(i)][:25]
@@ -220,11 +219,7 @@ def run() -> list[dict[str, object]]:
             web_pid = int(httpx.get(f"{url}/api/health").json()["services"]["web"]["pid"])
             return _measure(url, client, web_pid)
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            terminate(process, 30)
 
 
 if __name__ == "__main__":

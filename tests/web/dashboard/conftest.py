@@ -5,7 +5,6 @@ headless Chromium driven by playwright. Screenshots go to ``build/screenshots/``
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import httpx
 import pytest
 import redis
 
-from spreadbus.proc import free_port
+from spreadbus.proc import free_port, terminate
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -92,11 +91,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         client.close()
         yield Stack(url, redis_url, data_dir, process)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        terminate(process, 30)
         log.close()
 
 

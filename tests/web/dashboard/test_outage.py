@@ -3,7 +3,6 @@ itself, with no reload (a real Redis stopped and started, a real web process kil
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from spreadbus.bus.embedded import EmbeddedRedis
-from spreadbus.proc import free_port
+from spreadbus.proc import free_port, terminate
 
 from .conftest import UI_MS, UI_S, Console, _env, screenshot, wait_for
 
@@ -26,14 +25,6 @@ def _web(redis_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "--data-dir", str(data_dir), "--port", str(port),
     ]  # fmt: skip
     return subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def test_redis_outage_and_web_restart_recover_without_reload(
@@ -60,10 +51,10 @@ def test_redis_outage_and_web_restart_recover_without_reload(
 
         navigations: list[str] = []
         tab.on("framenavigated", lambda frame: navigations.append(frame.url))
-        _stop(web)
+        terminate(web, 15)
         web = _web(server.url, tmp_path, port)
         wait_for(lambda: f"{web.pid}" in services.inner_text(), 60, "the restarted web's pid")
         assert navigations == []
     finally:
-        _stop(web)
+        terminate(web, 15)
         server.stop()
