@@ -30,7 +30,7 @@ STATS: Final = (
     ("sortino", "Sortino", ".3f", "/yr"), ("max_drawdown", "Max drawdown", ".3%", ""),
     ("n_trades", "Trades", ".0f", ""), ("win_rate", "Win rate", ".1%", ""),
     ("avg_holding_bars", "Avg holding", ".1f", "bars"),
-    ("half_life_bars", "Half-life (AR1)", ".1f", "bars"),
+    ("half_life_bars", "Half-life (OU)", ".1f", "bars"),  # noise-robust, as the engine's
     ("turnover", "Turnover", ".2f", "× capital"), ("fees_paid", "Fees paid", ",.2f", ""),
     ("final_equity", "Final equity", ",.2f", ""),
 )  # fmt: skip
