@@ -91,6 +91,13 @@ def assert_matches_offline(
     ys, xs = window_arrays(bars, int(snap["eg_ms"]), WINDOW)
     eg = an.engle_granger(ys, xs, maxlag=1, autolag=None)
     assert snap["eg_pvalue"] == pytest.approx(eg.pvalue, rel=1e-9)
+    # the OU fit ran in the engine's worker process; the optimizer's path may differ in the
+    # last bits between two BLAS set-ups, so 1e-6 rather than 1e-9
+    ys, xs = window_arrays(bars, int(snap["ou_ms"]), WINDOW)
+    fit = an.ols_hedge(ys, xs)
+    ou = an.ou_fit(an.spread(ys, xs, fit.beta, fit.alpha), level=0.90)
+    for name in ("half_life", "half_life_lo", "half_life_hi"):
+        assert snap[name] == pytest.approx(getattr(ou, name), rel=1e-6), name
 
 
 async def final_snapshot(
@@ -108,7 +115,8 @@ async def final_snapshot(
         if any(s not in cursor or cursor[s].last_id != i for s, i in last_ids.items()):
             return None
         snap = await snapshot(client, pair)
-        return snap if snap.get("eg_ms", 0) > 0 and snap.get("stats_ms", 0) > 0 else None
+        stamps = ("eg_ms", "stats_ms", "ou_ms")
+        return snap if all(snap.get(stamp, 0) > 0 for stamp in stamps) else None
 
     result = await eventually(done, 40, f"{pair} to reach its last ticks")
     assert isinstance(result, dict)

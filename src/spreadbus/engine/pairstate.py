@@ -32,7 +32,8 @@ On a schedule in bar time, staggered per pair so that 25 pairs never all fall on
 heavier tests become :class:`Job` objects that capture the window (arrays) at their bar and
 run later, within a time budget, outside the tick path: ADF, AR(1) half-life, Hurst and risk
 every 5 s, the OU (AR(1)-plus-noise) half-life with its interval every 15 s (a maximum
-likelihood fit, ~15 ms on 300 bars), Engle-Granger every 30 s, the OLS refit every 60 s. Each
+likelihood fit, ~15 ms on 300 bars, so the service runs it in a worker process),
+Engle-Granger every 30 s, the OLS refit every 60 s. Each
 result records the bar it describes (``stats_ms``, ``ou_ms``, ``eg_ms``), so it can be checked
 against the library offline.
 """
@@ -44,7 +45,8 @@ import math
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from functools import partial
+from typing import Any, Final
 
 import numpy as np
 
@@ -79,6 +81,9 @@ SECONDS_PER_YEAR: Final = 365 * 24 * 3600  # crypto trades around the clock
 
 # seconds of bar time between runs of each job kind
 SCHEDULE: Final[dict[str, int]] = {"stats": 5, "ou": 15, "eg": 30, "refit": 60}
+# kinds too slow for the loop's few-millisecond job budget: the OU maximum-likelihood fit
+# (~15 ms on 300 bars, far more on a busy box) runs in a worker process when there is one
+OFFLOADED_KINDS: Final = frozenset({"ou"})
 
 BAR_FIELDS: Final = (
     "beta", "alpha", "r2", "kalman_beta", "kalman_alpha", "corr",
@@ -180,12 +185,30 @@ def cointegration_stats(ys: FloatArray, xs: FloatArray) -> dict[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """Deferred work for one pair; ``run`` applies its result to the pair state."""
+    """Deferred work for one pair: ``compute`` the result, then ``apply`` it to the pair state.
+
+    For the kinds in :data:`OFFLOADED_KINDS` ``compute`` is a pure, picklable call (a
+    module-level function on copies of the window's arrays), so it can run in a worker
+    process (:mod:`spreadbus.engine.offload`) while ``apply`` stays on the engine's loop.
+    """
 
     pair: str
     kind: str
     bar_ms: int
-    run: Callable[[], None]
+    compute: Callable[[], Any]
+    apply: Callable[[Any], None]
+
+    @property
+    def offloadable(self) -> bool:
+        return self.kind in OFFLOADED_KINDS
+
+    def run(self) -> None:
+        """Compute and apply here and now."""
+        self.apply(self.compute())
+
+
+def _ignore(_result: object) -> None:
+    """The refit's ``apply``: it works on the state itself."""
 
 
 class PairState:
@@ -303,7 +326,7 @@ class PairState:
             if not due_all and (sec + self._offsets[kind]) % period:
                 continue
             if kind == "refit":
-                jobs.append(Job(self.pair, kind, sec * 1000, self._refit))
+                jobs.append(Job(self.pair, kind, sec * 1000, self._refit, _ignore))
             elif ready:
                 jobs.append(self._capture(kind, sec * 1000))
         return jobs
@@ -312,22 +335,16 @@ class PairState:
         """A job computing ``kind`` on the window as it is now (a copy of its arrays)."""
         ys, xs = self.ols.window_arrays()
         alpha, beta = float(self.values["alpha"]), float(self.values["beta"])
+        compute: Callable[[], dict[str, float]]
         if kind == "stats":
-
-            def run() -> None:
-                self._apply("stats", window_stats(ys, xs, alpha, beta), "stats_ms", bar_ms)
+            compute, stamp = partial(window_stats, ys, xs, alpha, beta), "stats_ms"
         elif kind == "ou":
-
-            def run() -> None:
-                self._apply("ou", ou_stats(ys, xs, alpha, beta), "ou_ms", bar_ms)
+            compute, stamp = partial(ou_stats, ys, xs, alpha, beta), "ou_ms"
         else:
+            compute, stamp = partial(cointegration_stats, ys, xs), "eg_ms"
+        return Job(self.pair, kind, bar_ms, compute, partial(self._apply, kind, stamp, bar_ms))
 
-            def run() -> None:
-                self._apply("eg", cointegration_stats(ys, xs), "eg_ms", bar_ms)
-
-        return Job(self.pair, kind, bar_ms, run)
-
-    def _apply(self, group: str, result: dict[str, float], stamp: str, bar_ms: int) -> None:
+    def _apply(self, group: str, stamp: str, bar_ms: int, result: dict[str, float]) -> None:
         if bar_ms < int(self.values[stamp]):
             return  # a newer result is already in
         self.values.update(result)

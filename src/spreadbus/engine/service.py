@@ -49,6 +49,8 @@ from spreadbus.engine.consumer import (
 from spreadbus.engine.core import EngineCore, StreamPosition, WriteSet
 from spreadbus.engine.diagnostics import Report
 from spreadbus.engine.feed import FEED_EVERY_S, FEED_FIELDS, leg_funding
+from spreadbus.engine.offload import Offloader
+from spreadbus.engine.pairstate import Job
 from spreadbus.engine.rulestore import load_rules
 from spreadbus.engine.warmstart import warm_bars
 from spreadbus.engine.writer import SnapshotWriter, WriteError, ensure_pair_series
@@ -87,6 +89,7 @@ class QuantEngine:
         fence = (keys.lease("engine", share[0]), owner) if share else None
         self.writer = SnapshotWriter(client, cluster, cursor_key, fence)
         self.core = EngineCore(settings.window)
+        self.offloader = Offloader(self._job_completed)  # the OU fits' worker process
         self.pairs: list[str] = []
         self.invalid_rules: dict[str, str] = {}
         self.counters: Counter[str] = Counter()
@@ -111,6 +114,7 @@ class QuantEngine:
             await self._loop(stop)
         finally:
             self.health_state.tasks.clear()  # stopping: its end is no failure
+            self.offloader.close()
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
 
@@ -118,6 +122,7 @@ class QuantEngine:
         """Build the state from Redis: config, cursors, warm windows, alert states."""
         await self.writer.prepare()
         self.core = EngineCore(self.settings.window)
+        self.core.jobs.offload = self.offloader.submit
         self.pairs = []
         await self._apply_config(initial=True)
         self.log.info(
@@ -209,7 +214,7 @@ class QuantEngine:
     def _read_ahead(self) -> asyncio.Task[StreamBatch]:
         core = self.core
         positions = {stream: p.last_id for stream, p in core.positions.items()}
-        block = not (len(core.jobs) or core.has_pending_writes)
+        block = not (len(core.jobs) or core.jobs.has_completed or core.has_pending_writes)
         return asyncio.create_task(self.reader.read(positions, block), name="engine-read")
 
     def _apply(self, batch: StreamBatch) -> tuple[WriteSet, int, float]:
@@ -242,8 +247,13 @@ class QuantEngine:
             report.add_batch(entries, (stored - began) * 1000.0)
         self._log_bad_entries()
 
+    def _job_completed(self, job: Job, outcome: object, compute_ms: float) -> None:
+        """An offloaded job's outcome goes to the current core (a rebuilt one after a
+        recovery: a late result for the old state changes nothing written)."""
+        self.core.jobs.complete(job, outcome, compute_ms)
+
     def _run_jobs(self) -> None:
-        if len(self.core.jobs):
+        if len(self.core.jobs) or self.core.jobs.has_completed:
             began = time.perf_counter()
             self.core.run_jobs(JOB_BUDGET_S)
             self.report.add_phase("jobs", (time.perf_counter() - began) * 1000.0)
@@ -353,7 +363,7 @@ class QuantEngine:
             lag_ms=max(lag.values(), default=0),
             lag_stream=max(lag, key=lambda k: lag[k]) if lag else "",
             jobs=jobs,
-            jobs_waiting=len(core.jobs),
+            jobs_waiting=len(core.jobs) + self.offloader.busy,
             ticks_total=core.ticks,
             bad_total=core.bad,
         )
@@ -375,8 +385,9 @@ class QuantEngine:
             "alerts_suppressed": core.alerts.suppressed,
             "rules": len(core.alerts.rules),
             "rules_invalid": len(self.invalid_rules),
-            "jobs_waiting": len(core.jobs),
+            "jobs_waiting": len(core.jobs) + self.offloader.busy,
             "job_failures": core.jobs.failures,
+            "job_worker_restarts": self.offloader.restarts,
             "lag_ms": report.get("lag_ms", 0),
             "latency_ms_p50": report.get("latency_ms_p50", 0.0),
             "latency_ms_p99": report.get("latency_ms_p99", 0.0),
