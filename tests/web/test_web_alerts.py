@@ -85,6 +85,10 @@ async def test_put_get_delete_rule_announces_each_write(
         ({"metric": "zscore", "op": ">", "threshold": 1, "id": "other"}, "does not match"),
         ({"metric": "zscore", "op": ">", "threshold": 1, "extra": 1}, "extra"),
         ({"metric": "zscore", "op": ">", "threshold": 1, "cooldown_s": -1}, "cooldown_s"),
+        # JSON types as documented: lax pydantic read false as 0 and "2.5" as 2.5
+        ({"metric": "zscore", "op": ">", "threshold": 1, "hysteresis": False}, "hysteresis"),
+        ({"metric": "zscore", "op": ">", "threshold": "2.5"}, "threshold"),
+        ({"metric": "zscore", "op": ">", "threshold": 1, "message": 7}, "message"),
     ],
 )
 async def test_invalid_rules_are_422_and_not_written(

@@ -128,6 +128,18 @@ async def test_backtest_problems_are_named(api: httpx.AsyncClient) -> None:
     assert bad.status_code == 422
     assert "exit_z" in bad.json()["detail"]
     assert (await api.get("/api/backtest/nope/trades.csv")).status_code == 404
+    live = {"pair": "AAAUSDT/BBBUSDT"}
+    for wrong in ({"window": True}, {"entry_z": "2"}, {"entryz": 2.0}, {"x": ""}):
+        refused = await api.post("/api/backtest", json={**live, **wrong})
+        assert refused.status_code == 422, wrong  # not read as 1, 2.0, ignored, or dropped
+        assert refused.json()["detail"][0]["loc"][-1] == next(iter(wrong)), refused.text
+    same = await api.post(
+        "/api/backtest", json={"dataset": dataset, "y": "YYYUSDT", "x": "yyyusdt"}
+    )
+    assert same.status_code == 422
+    assert "same symbol on both legs" in same.text
+    sweep = await api.post("/api/backtest/sweeps", json={**live, "entry_zs": [False]})
+    assert sweep.status_code == 422
 
 
 async def _poll(

@@ -193,6 +193,15 @@ async def test_download_problems(api: httpx.AsyncClient) -> None:
         "/api/downloads/ticks", params={"symbol": "BTCUSDT", "start_ms": 10, "end_ms": 5}
     )
     assert backwards.status_code == 422
+    assert "before start_ms" in backwards.json()["detail"]
+    for kind in ("ticks", "bars", "analytics"):  # an empty range is a valid empty file
+        name = {"pair": "ETHUSDT/BTCUSDT"} if kind == "analytics" else {"symbol": "BTCUSDT"}
+        nothing = await api.get(
+            f"/api/downloads/{kind}", params={**name, "start_ms": 7, "end_ms": 7}
+        )
+        assert nothing.status_code == 200, (kind, nothing.text)
+        header = {"ticks": downloads.TICK_COLUMNS, "bars": downloads.BAR_COLUMNS}
+        assert _rows(nothing.text) == [list(header.get(kind, downloads.ANALYTICS_COLUMNS))]
     bad = await api.get(
         "/api/downloads/ticks", params={"symbol": "../x", "start_ms": 0, "end_ms": 5}
     )

@@ -90,8 +90,15 @@ async def test_screener_problems(api: httpx.AsyncClient) -> None:
     assert "no 1-minute candles" in missing.json()["detail"]
     bad = await api.post("/api/screener", json={"symbols": ["AAAUSDT", "no way"]})
     assert bad.status_code == 422
-    empty = await api.post("/api/screener", json={"symbols": None})
-    assert empty.status_code == 422
-    assert "needs 2 symbols, got []" in empty.json()["detail"]
+    empty = await api.post("/api/screener", json={"symbols": None})  # no live candles at all
+    assert empty.status_code == 404
+    assert "no live symbols to screen" in empty.json()["detail"]
+    twice = await api.post("/api/screener", json={"symbols": ["btcusdt", "BTCUSDT"]})
+    assert twice.status_code == 422  # unique to JSON Schema, one symbol to the screener
+    assert "needs 2 symbols, got ['BTCUSDT']" in twice.json()["detail"]
+    for typed in ({"symbols": None, "hours": True}, {"symbols": None, "limit": "3"},
+                  {"symbols": None, "hour": 24}):  # fmt: skip
+        wrong = await api.post("/api/screener", json=typed)
+        assert wrong.status_code == 422, typed  # not read as 1 h, 3 rows, or ignored
     unknown = await api.post("/api/screener", json={"dataset": "0123456789abcdef"})
     assert unknown.status_code == 404

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Body, HTTPException, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from spreadbus.bus.codec import Alert
 from spreadbus.engine.alerts import PAIR_METRICS, RULE_ID_RE, SYMBOL_METRICS, Rule, RuleError
@@ -35,6 +35,22 @@ class Alerts(BaseModel):
 class Rules(BaseModel):
     rules: list[Rule]
     invalid: dict[str, str]  # rule id -> why the stored entry is not a usable rule
+
+
+def _strict_types(rule: dict[str, Any], rule_id: str) -> None:
+    """422 when a field has another JSON type than the document says: ``true`` or ``"2.5"``
+    where a number goes. The engine's :class:`Rule` reads leniently (``false`` became a
+    hysteresis of 0); a request must mean what it says. Other problems are left to
+    :func:`validate_rule`, which names them."""
+    try:
+        Rule.model_validate({**rule, "id": rule_id}, strict=True)
+    except ValidationError as exc:
+        for error in exc.errors():
+            if error["type"].endswith("_type"):
+                where = ".".join(str(p) for p in error["loc"])
+                raise HTTPException(
+                    422, detail=f"{where}: {error['msg']}, got {error['input']!r}"
+                ) from None
 
 
 def _rule_id(rule_id: str) -> str:
@@ -102,8 +118,9 @@ async def put_alert_rule(
     """Create or replace a rule: ``metric``, ``op`` (``>``, ``<``, ``>=``, ``<=``, ``abs>``),
     ``threshold``, optional ``pair`` (``*``, ``Y/X`` or a symbol), ``cooldown_s``,
     ``hysteresis``, ``message``. 422 says what is wrong with it."""
+    _strict_types(rule, _rule_id(rule_id))
     try:
-        return await put_rule(client, rule, _rule_id(rule_id))
+        return await put_rule(client, rule, rule_id)
     except RuleError as exc:
         raise HTTPException(422, detail=str(exc)) from None
 

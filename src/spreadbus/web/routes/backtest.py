@@ -16,7 +16,7 @@ from dataclasses import fields
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, HTTPException, Response
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from spreadbus.analytics import AnalyticsInputError
 from spreadbus.config import parse_pair
@@ -24,9 +24,12 @@ from spreadbus.research.backtest import BacktestParams, run_backtest
 from spreadbus.research.datasets import DatasetError, DatasetNotFoundError
 from spreadbus.research.history import HistoryError
 from spreadbus.research.sources import pair_closes
-from spreadbus.research.sweep import BOOK, MAX_CELLS
+from spreadbus.research.sweep import BOOK, MAX_CELLS, Sweep
 from spreadbus.web.deps import AppSettings, Client
 from spreadbus.web.export import csv_response, iso_ms
+from spreadbus.web.names import SYMBOL_PATTERN
+from spreadbus.web.routes.numbers import Integer, Number
+from spreadbus.web.routes.responses import unprocessable
 
 KEEP_RESULTS: Final = 20
 TRADE_COLUMNS: Final = (
@@ -34,17 +37,22 @@ TRADE_COLUMNS: Final = (
     "beta", "fees", "pnl", "reason", "bars",
 )  # fmt: skip
 
+# rules between fields that the schema cannot state: the legs differ, the series fit the rule
+SAME_LEGS: Final = "y and x are the same symbol, or the closes cannot carry the strategy"
+
 router = APIRouter(tags=["research"])
 
 
 class Source(BaseModel):
     """A live pair ``{"pair": "Y/X"}`` (its last ``hours``), or ``{"dataset", "y", "x"}``."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is named, not ignored
+
     pair: str | None = Field(None, examples=["ETHUSDT/BTCUSDT"])
     dataset: str | None = None
-    y: str | None = None
-    x: str | None = None
-    hours: float = Field(24.0, gt=0, le=24 * 366)
+    y: str | None = Field(None, pattern=SYMBOL_PATTERN)  # checked even beside a pair
+    x: str | None = Field(None, pattern=SYMBOL_PATTERN)
+    hours: Number = Field(24.0, gt=0, le=24 * 366)
     bar: Literal["1s", "1m", "5m", "1h"] = "1m"
 
     @model_validator(mode="after")
@@ -66,15 +74,17 @@ class Source(BaseModel):
 
 
 class Strategy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     hedge: Literal["ols", "kalman"] = "ols"
-    window: int = Field(60, ge=3, le=1_000_000)
-    entry_z: float = Field(2.0, gt=0)
-    exit_z: float = 0.5
-    stop_z: float | None = None
-    max_hold_bars: int | None = Field(None, ge=1)
-    fee_bps: float = Field(1.0, ge=0)
-    slippage_bps: float = Field(0.0, ge=0, lt=10_000)
-    capital: float = Field(10_000.0, gt=0)
+    window: Integer = Field(60, ge=3, le=1_000_000)
+    entry_z: Number = Field(2.0, gt=0)
+    exit_z: Number = 0.5
+    stop_z: Number | None = None
+    max_hold_bars: Integer | None = Field(None, ge=1)
+    fee_bps: Number = Field(1.0, ge=0)
+    slippage_bps: Number = Field(0.0, ge=0, lt=10_000)
+    capital: Number = Field(10_000.0, gt=0)
 
 
 class BacktestRequest(Source, Strategy):
@@ -82,8 +92,8 @@ class BacktestRequest(Source, Strategy):
 
 
 class SweepRequest(Source, Strategy):
-    entry_zs: Annotated[list[float], Field(min_length=1)] = [1.0, 1.5, 2.0, 2.5, 3.0]
-    windows: Annotated[list[Annotated[int, Field(ge=3)]], Field(min_length=1)] = [30, 60, 120]
+    entry_zs: Annotated[list[Number], Field(min_length=1)] = [1.0, 1.5, 2.0, 2.5, 3.0]
+    windows: Annotated[list[Annotated[Integer, Field(ge=3)]], Field(min_length=1)] = [30, 60, 120]
 
 
 class _Results:
@@ -133,7 +143,7 @@ async def closes_of(client: Any, settings: Any, source: Source) -> tuple[Any, An
         raise HTTPException(422, detail=str(exc)) from None
 
 
-@router.post("/backtest")
+@router.post("/backtest", responses=unprocessable(SAME_LEGS))
 async def backtest(body: BacktestRequest, client: Client, settings: AppSettings) -> dict[str, Any]:
     """Backtest the z-score rule on the pair: ``{"id", "pair", "stats", "trades", "equity",
     "drawdown", "zscore", "positions"}``; series are ``[[ms, value], ...]``."""
@@ -164,7 +174,11 @@ async def equity_csv(result_id: str) -> Response:
     )
 
 
-@router.post("/backtest/sweeps", status_code=202)
+@router.post(
+    "/backtest/sweeps",
+    status_code=202,
+    responses=unprocessable(f"{SAME_LEGS}, or the grid has more than {MAX_CELLS} cells"),
+)
 async def start_sweep(body: SweepRequest, client: Client, settings: AppSettings) -> dict[str, Any]:
     """Start a sweep of entry z x window (Sharpe per cell) in the background."""
     if len(body.entry_zs) * len(body.windows) > MAX_CELLS:
@@ -175,19 +189,20 @@ async def start_sweep(body: SweepRequest, client: Client, settings: AppSettings)
     return sweep.snapshot()
 
 
-@router.get("/backtest/sweeps/{sweep_id}")
-async def sweep_status(sweep_id: str) -> dict[str, Any]:
-    """Progress and the grid so far (``sharpe[window][entry_z]``, None where undefined)."""
-    sweep = BOOK.get(sweep_id)
+def _snapshot(sweep: Sweep | None, sweep_id: str) -> dict[str, Any]:
+    """The sweep's snapshot; 404 when the book has no sweep by that id."""
     if sweep is None:
         raise HTTPException(404, detail=f"no sweep {sweep_id!r}")
     return sweep.snapshot()
+
+
+@router.get("/backtest/sweeps/{sweep_id}")
+async def sweep_status(sweep_id: str) -> dict[str, Any]:
+    """Progress and the grid so far (``sharpe[window][entry_z]``, None where undefined)."""
+    return _snapshot(BOOK.get(sweep_id), sweep_id)
 
 
 @router.delete("/backtest/sweeps/{sweep_id}")
 async def cancel_sweep(sweep_id: str) -> dict[str, Any]:
     """Cancel a running sweep (it stops before its next cell)."""
-    sweep = BOOK.cancel(sweep_id)
-    if sweep is None:
-        raise HTTPException(404, detail=f"no sweep {sweep_id!r}")
-    return sweep.snapshot()
+    return _snapshot(BOOK.cancel(sweep_id), sweep_id)

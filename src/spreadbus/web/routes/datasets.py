@@ -78,7 +78,13 @@ def _model(info: DatasetInfo) -> Dataset:
     "/datasets",
     status_code=201,
     response_model=Dataset,
-    responses={413: {"model": Problem}, 422: {"model": Problem}},
+    responses={
+        413: {"model": Problem, "description": "The file is larger than the upload limit"},
+        422: {
+            "model": Problem,
+            "description": "The file is not a dataset: the first problem, by line and column",
+        },
+    },
     openapi_extra={  # the handler streams the upload itself: the form it expects, documented
         "requestBody": {
             "required": True,
@@ -142,7 +148,14 @@ async def delete_dataset(dataset_id: str, settings: AppSettings) -> Response:
 @router.get(
     "/datasets/{dataset_id}/analytics",
     response_model=DatasetAnalytics,
-    responses={404: {"model": Problem}, 422: {"model": Problem}},
+    responses={
+        404: {"model": Problem},
+        422: {
+            "model": Problem,
+            "description": "Validation Error, or y and x are the same symbol, or the dataset's "
+            "closes of y and x cannot be analysed (too few, not overlapping)",
+        },
+    },
 )
 async def dataset_analytics(
     dataset_id: str,

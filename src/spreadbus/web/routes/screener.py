@@ -12,7 +12,7 @@ from typing import Any, Final, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spreadbus.analytics import AnalyticsInputError
 from spreadbus.archivist.layout import archive_root
@@ -20,6 +20,9 @@ from spreadbus.config import SYMBOL_RE
 from spreadbus.research import datasets, history
 from spreadbus.research.screener import screen
 from spreadbus.web.deps import AppSettings, Client
+from spreadbus.web.errors import NOT_FOUND
+from spreadbus.web.routes.numbers import Integer, Number
+from spreadbus.web.routes.responses import unprocessable
 
 MAX_SYMBOLS: Final = 200
 
@@ -27,11 +30,13 @@ router = APIRouter(tags=["research"])
 
 
 class ScreenerRequest(BaseModel):
-    symbols: list[str] | None = Field(None, max_length=MAX_SYMBOLS)
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is named, not ignored
+
+    symbols: list[str] | None = Field(None, min_length=2, max_length=MAX_SYMBOLS)
     dataset: str | None = None
-    hours: float = Field(24.0, gt=0, le=24 * 366)
+    hours: Number = Field(24.0, gt=0, le=24 * 366)
     bar: Literal["1s", "1m", "5m", "1h"] = "1m"
-    limit: int | None = Field(None, ge=1)
+    limit: Integer | None = Field(None, ge=1)
 
     @field_validator("symbols")
     @classmethod
@@ -64,7 +69,35 @@ class ScreenerResult(BaseModel):
     rows: list[ScreenerRow]
 
 
-@router.post("/screener", response_model=ScreenerResult)
+async def _live_symbols(client: Client) -> list[str]:
+    """Every symbol with 1-minute candles in Redis; 404 when fewer than two have any (nothing
+    to pair yet: a stack that has not run, or a fresh Redis)."""
+    found = await history.candle_symbols(client)
+    if len(found) < 2:
+        have = f"only {found[0]}" if found else "none"
+        raise HTTPException(
+            404,
+            detail=f"no live symbols to screen: 2 needed with 1-minute candles, {have}; "
+            "run the stack with a source, or screen an uploaded dataset",
+        )
+    return found
+
+
+@router.post(
+    "/screener",
+    response_model=ScreenerResult,
+    responses={
+        **unprocessable(
+            "the symbols name one symbol twice in two spellings, or a dataset's closes "
+            f"cannot be screened, or more than {MAX_SYMBOLS} live symbols"
+        ),
+        404: {
+            **NOT_FOUND,
+            "description": "No such dataset, no live candles for a symbol, or fewer than 2 "
+            "live symbols (symbols: null)",
+        },
+    },
+)
 async def run_screener(
     body: ScreenerRequest, client: Client, settings: AppSettings
 ) -> ScreenerResult:
@@ -78,8 +111,8 @@ async def run_screener(
                 datasets.bar_closes, root, body.dataset, symbols, body.bar
             )
         else:
-            symbols = body.symbols or await history.candle_symbols(client)
-            if len(symbols) < 2:
+            symbols = body.symbols or await _live_symbols(client)
+            if len(symbols) < 2:  # given in two spellings, e.g. btcusdt and BTCUSDT
                 raise HTTPException(422, detail=f"the screener needs 2 symbols, got {symbols}")
             if len(symbols) > MAX_SYMBOLS:
                 raise HTTPException(422, detail=f"{len(symbols)} symbols, at most {MAX_SYMBOLS}")
