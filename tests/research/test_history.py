@@ -59,14 +59,13 @@ def _archive(data_dir: Path, symbol: str, ticks: Ticks) -> None:
 async def _series(client: aioredis.Redis, symbol: str, ticks: Ticks) -> None:
     """The gateway's price series: last price per millisecond, one hour."""
     key = keys.price_series(symbol)
-    await client.execute_command(
-        "TS.CREATE", key, "RETENTION", 3_600_000, "DUPLICATE_POLICY", "LAST"
-    )
+    create = ("TS.CREATE", key, "RETENTION", 3_600_000, "DUPLICATE_POLICY", "LAST")
+    await client.execute_command(*create)  # type: ignore[no-untyped-call]
     for offset in range(0, len(ticks), 500):
         args: list[object] = []
         for t, _, p in ticks[offset : offset + 500]:
             args += [key, t, p]
-        await client.execute_command("TS.MADD", *args)
+        await client.execute_command("TS.MADD", *args)  # type: ignore[no-untyped-call]
 
 
 def _expected(ticks: dict[str, Ticks], first_s: int, last_s: int) -> pd.DataFrame:

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 Kind = Literal["trades", "aggTrades", "klines_1m", "generic"]
-BLOCK_BYTES: Final = 4 << 20
+BLOCK_BYTES: Final = 1 << 20
 SCHEMA: Final = pa.schema(
     [("ts_ms", pa.int64()), ("symbol", pa.string()), ("price", pa.float64()),
      ("qty", pa.float64())]
