@@ -130,20 +130,37 @@ def analytics_series_1m(pair: str, metric: str) -> str:
     return f"ts:analytics:{{{pair}}}:{metric}:1m"
 
 
+def share_tag(kind: str) -> str:
+    """The hash tag of a share group's coordination keys: its leases, its member set and the
+    engine shares' cursors all hash on ``kind`` and so live in one slot. That is what lets the
+    engine's one Redis Function call check a share's lease and store its cursor atomically on a
+    cluster too (the fence: :mod:`spreadbus.engine.writer`). One slot per group is no hot spot:
+    it sees a lease renewal per share every 0.4 s and a cursor write per engine batch."""
+    return f"{{{kind}}}"
+
+
 def lease(kind: str, shard: int) -> str:
     """Who holds share ``shard`` of ``kind`` (``gateway``: symbols, ``engine``: pairs): the
-    owner's id, with a TTL its owner renews (:mod:`spreadbus.bus.lease`). The kind is the hash
-    tag: a group's leases and members share one slot."""
-    return f"lease:{{{kind}}}:{shard}"
+    owner's id, with a TTL its owner renews (:mod:`spreadbus.bus.lease`). Hash tag:
+    :func:`share_tag`."""
+    return f"lease:{share_tag(kind)}:{shard}"
 
 
 def lease_members(kind: str) -> str:
     """Sorted set owner -> expiry ms of the processes sharing ``kind``, for a fair split."""
-    return f"lease:{{{kind}}}:members"
+    return f"lease:{share_tag(kind)}:members"
 
 
 def engine_share_cursor(shard: int, shards: int) -> str:
     """The cursor (see :func:`engine_cursor`) of one share of the pairs when ``shards``
-    engines split them: the share's pairs resume from it after a takeover. The count is part
-    of the name: with another count the shares hold other pairs."""
+    engines split the pairs: the share's pairs resume from it after a takeover. The count is
+    part of the name: with another count the shares hold other pairs. In the slot of the
+    share's :func:`lease` (:func:`share_tag`), so a batch's cursor is stored only while the
+    lease is the writer's, on a cluster as on a single node."""
+    return f"state:engine:cursor:{share_tag('engine')}:{shard}/{shards}"
+
+
+def legacy_engine_share_cursor(shard: int, shards: int) -> str:
+    """Where :func:`engine_share_cursor` was kept before it moved into the lease's slot: read
+    once and moved (:meth:`spreadbus.engine.writer.SnapshotWriter.prepare`)."""
     return f"state:engine:cursor:{shard}/{shards}"

@@ -86,6 +86,7 @@ class QuantEngine:
         self.read_client = reader_client(settings)
         self.reader = StreamReader(self.read_client, grouped=cluster)
         cursor_key = keys.engine_share_cursor(*share) if share else None
+        self.legacy_cursor_key = keys.legacy_engine_share_cursor(*share) if share else None
         fence = (keys.lease("engine", share[0]), owner) if share else None
         self.writer = SnapshotWriter(client, cluster, cursor_key, fence)
         self.core = EngineCore(settings.window)
@@ -121,6 +122,11 @@ class QuantEngine:
     async def _start(self) -> None:
         """Build the state from Redis: config, cursors, warm windows, alert states."""
         await self.writer.prepare()
+        if self.legacy_cursor_key and await self.writer.adopt(self.legacy_cursor_key):
+            self.log.warning(
+                "share cursor moved to its lease's slot (fenced on a cluster too)",
+                old=self.legacy_cursor_key, new=self.writer.cursor_key,
+            )  # fmt: skip
         self.core = EngineCore(self.settings.window)
         self.core.jobs.offload = self.offloader.submit
         self.pairs = []
@@ -387,6 +393,7 @@ class QuantEngine:
             "rules_invalid": len(self.invalid_rules),
             "jobs_waiting": len(core.jobs) + self.offloader.busy,
             "job_failures": core.jobs.failures,
+            "batches_fenced": self.writer.fenced,
             "job_worker_restarts": self.offloader.restarts,
             "lag_ms": report.get("lag_ms", 0),
             "latency_ms_p50": report.get("latency_ms_p50", 0.0),

@@ -137,8 +137,14 @@ class ShardedEngine:
         if not running.task.done():
             running.task.cancel()
             await asyncio.wait({running.task}, timeout=1.0)
+        if running.task.done() and not running.task.cancelled():
+            failure = running.task.exception()  # retrieved: asyncio would print it otherwise
+            if failure is not None and not isinstance(failure, FencedError):
+                self.log.error("share engine ended", shard=shard, error=repr(failure))
         with contextlib.suppress(Exception):
             await running.engine.close()
+        # its batches refused by the fence stay counted once the share engine is gone
+        self.counters["batches_fenced"] += running.engine.writer.fenced
 
     def health(self) -> Mapping[str, Any]:
         totals: Counter[str] = Counter()
@@ -146,9 +152,9 @@ class ShardedEngine:
             for name, value in running.engine.health().items():
                 if isinstance(value, int) and not isinstance(value, bool):
                     totals[name] += value
+        totals.update(self.counters)
         return {
             **totals,
-            **self.counters,
             "shares": ",".join(str(s) for s in sorted(self.running)),
             "shares_total": self.group.shards,
             "owner": self.group.owner,

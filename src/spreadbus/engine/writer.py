@@ -21,6 +21,18 @@ them. A crash between the two re-reads a batch whose results were already stored
 harmless for the analytics (a bar keeps the last price; chart samples overwrite, duplicate
 policy LAST; snapshots are overwritten), the counts still commit with the cursor, and the
 only possible repeat is an alert of that batch.
+
+**The fence** (engine shares, :mod:`spreadbus.engine.shards`): a process frozen past its
+lease's TTL must not store the batch it held when it stopped, because the share's new owner
+processes the same entries. On a single node the function checks the lease inside the same
+atomic call as everything else. On a cluster the share's cursor lives in its lease's slot
+(:func:`keys.share_tag`), so the cursor goes through the same function with the same check:
+the cursor and its counts are fenced exactly, and a late batch can never move them. The
+results live in the pairs' and symbols' slots and cannot be fenced atomically: the writer
+reads the lease just before them and stores nothing if it is gone, which leaves only the
+window between that read and the results' arrival; a batch caught in it overwrites a few
+snapshot fields and chart samples with values the new owner overwrites at its next batch,
+and may send one of its alerts again, but its entries are never counted twice.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ import redis.exceptions
 
 from spreadbus.bus import keys
 from spreadbus.bus.codec import alert_to_json
-from spreadbus.bus.connect import AsyncRedis, fcall
+from spreadbus.bus.connect import AsyncRedis, fcall, on_every_primary
 from spreadbus.bus.functions import library_code
 from spreadbus.engine.consumer import COUNTS_FIELD, cursor_mapping
 from spreadbus.engine.core import StreamPosition, WriteSet
@@ -144,7 +156,8 @@ def function_call(
 
 
 async def load_library(client: AsyncRedis) -> None:
-    await client.execute_command("FUNCTION", "LOAD", "REPLACE", library_code("engine"))
+    """The engine's Redis Function, on every primary of a cluster (REPLACE: upgrades)."""
+    await on_every_primary(client, "FUNCTION", "LOAD", "REPLACE", library_code("engine"))
 
 
 class WriteError(RuntimeError):
@@ -158,9 +171,9 @@ class FencedError(RuntimeError):
 class SnapshotWriter:
     """``cursor_key``: where the cursor goes (default :func:`keys.engine_cursor`; one share's
     :func:`keys.engine_share_cursor` when several engines split the pairs). ``fence``: (lease
-    key, owner) of that share: on a single node a batch is stored only while the lease is
-    ours (checked inside the same function call); on a cluster the lease lives in another
-    slot and is not checked (docs/scaling.md)."""
+    key, owner) of that share: a batch is stored only while the lease is ours (module
+    docstring: what that covers on a single node and on a cluster); a fenced batch raises
+    :class:`FencedError` and is counted in :attr:`fenced`."""
 
     def __init__(
         self,
@@ -174,11 +187,27 @@ class SnapshotWriter:
         self.cursor_key = cursor_key or keys.engine_cursor()
         self.fence = fence
         self.refused = 0  # commands Redis answered with an error, since start
+        self.fenced = 0  # batches refused because the lease was another process's
 
     async def prepare(self) -> None:
-        """Load the engine's Redis Function (single node only; REPLACE makes upgrades easy)."""
-        if not self.cluster:
-            await load_library(self.client)
+        """Load the engine's Redis Function (on every primary of a cluster)."""
+        await load_library(self.client)
+
+    async def adopt(self, legacy_key: str) -> bool:
+        """Move a cursor kept under its former name (``legacy_key``) to :attr:`cursor_key`,
+        unless the new one exists already; True if it moved something. Copy, then delete: a
+        crash in between leaves the old key, deleted at the next start."""
+        if legacy_key == self.cursor_key:
+            return False
+        old: Any = await self.client.hgetall(legacy_key)
+        if not old:
+            return False
+        moved = False
+        if not await self.client.exists(self.cursor_key):
+            await self.client.hset(self.cursor_key, mapping=old)
+            moved = True
+        await self.client.delete(legacy_key)
+        return moved
 
     async def write(self, batch: WriteSet) -> None:
         """Store one batch (module docstring). Connection errors propagate; commands Redis
@@ -186,13 +215,43 @@ class SnapshotWriter:
         if not self.cluster:
             await self._call(batch)
             return
+        if self.fence is not None and _text(await self.client.get(self.fence[0])) != self.fence[1]:
+            raise self._fenced(f"the lease {self.fence[0]} is not ours")
         async with self.client.pipeline(transaction=False) as pipe:
             self._results(pipe, batch)
             replies = await pipe.execute(raise_on_error=False)
-        async with self.client.pipeline(transaction=False) as pipe:  # the cursor after
-            self._cursor(pipe, batch)
-            replies += await pipe.execute(raise_on_error=False)
+        if batch.positions:  # the cursor after, fenced in its lease's slot
+            replies += await self._cluster_cursor(batch)
         self._check(replies)
+
+    async def _cluster_cursor(self, batch: WriteSet) -> list[Any]:
+        if self.fence is None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                self._cursor(pipe, batch)
+                return list(await pipe.execute(raise_on_error=False))
+        cursor_only = WriteSet(positions=batch.positions, counts=batch.counts)
+        names, argument = function_call(cursor_only, self.cursor_key, self.fence)
+        command: tuple[str | int | bytes, ...] = (
+            "FCALL",
+            FUNCTION_NAME,
+            len(names),
+            *names,
+            argument,
+        )
+        try:
+            reply: Any = await self.client.execute_command(*command)
+        except redis.exceptions.ResponseError as exc:
+            if "SPREADBUS_FENCED" in str(exc):
+                raise self._fenced(str(exc)) from None
+            if "Function not found" not in str(exc):
+                raise
+            await load_library(self.client)  # a primary that lost its functions: as below
+            reply = await self.client.execute_command(*command)
+        return [] if not int(reply[0]) else [redis.exceptions.ResponseError(_text(reply[1]))]
+
+    def _fenced(self, reason: str) -> FencedError:
+        self.fenced += 1
+        return FencedError(reason)
 
     async def _call(self, batch: WriteSet) -> None:
         names, argument = function_call(batch, self.cursor_key, self.fence)
@@ -201,7 +260,7 @@ class SnapshotWriter:
             reply = await fcall(self.client, FUNCTION_NAME, names, [argument])
         except redis.exceptions.ResponseError as exc:
             if "SPREADBUS_FENCED" in str(exc):
-                raise FencedError(str(exc)) from None
+                raise self._fenced(str(exc)) from None
             if "Function not found" not in str(exc):
                 raise
             # A Redis that lost its functions (restarted without persistence): nothing of the

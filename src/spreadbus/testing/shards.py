@@ -1,0 +1,67 @@
+"""Test helpers for share groups: processes of one kind started with ``--shard auto``, and a
+wait for a condition with a deadline (the shard tests of engines, gateways and back-fill)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+Kind = Literal["engine", "gateway"]
+# SPREADBUS_<this> says how many shares the group splits into
+_COUNT_SETTING: dict[Kind, str] = {"engine": "SPREADBUS_ENGINES", "gateway": "SPREADBUS_GATEWAYS"}
+
+
+async def until(condition: Callable[[], Awaitable[Any]], timeout_s: float, what: str) -> Any:
+    """The first true value of ``condition``, polled every 50 ms; fails after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = await condition()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+async def takes_at_most(
+    condition: Callable[[], Awaitable[Any]], limit_s: float, what: str
+) -> float:
+    """Seconds until ``condition`` held (printed), failing if that is more than ``limit_s``
+    (it waits 5 s longer, so a miss says by how much)."""
+    began = time.monotonic()
+    await until(condition, limit_s + 5, what)
+    took_s = time.monotonic() - began
+    print(f"{what}: after {took_s:.2f} s")
+    assert took_s <= limit_s, f"{what} took {took_s:.2f} s (at most {limit_s} s)"
+    return took_s
+
+
+def start_share_process(
+    kind: Kind,
+    redis_url: str,
+    instance: str,
+    data_dir: Path,
+    shares: int = 2,
+    extra_env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``spreadbus <kind> --shard auto`` as ``<kind>-<instance>`` among ``shares`` shares,
+    its output in ``data_dir/<kind>-<instance>.log``."""
+    env = {
+        **os.environ,
+        "SPREADBUS_REDIS_URL": redis_url,
+        "SPREADBUS_DATA_DIR": str(data_dir),
+        "SPREADBUS_SHARD": "auto",
+        _COUNT_SETTING[kind]: str(shares),
+        "SPREADBUS_INSTANCE": instance,
+        "SPREADBUS_HEARTBEAT_INTERVAL": "0.5",
+        **(extra_env or {}),
+    }
+    with (data_dir / f"{kind}-{instance}.log").open("wb") as log:  # the child keeps its copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "spreadbus", kind], env=env, stdout=log, stderr=log
+        )
