@@ -41,14 +41,15 @@ class Served:
             time.sleep(0.05)
 
 
-def start(redis_url: str, data_dir: Path, port: int, console: Path) -> Served:
-    """Start the web process (not waiting for it)."""
+def start(redis_url: str, data_dir: Path, port: int, console: Path, **extra: str) -> Served:
+    """Start the web process (not waiting for it); ``extra``: more environment."""
     env = {
         **os.environ,
         "SPREADBUS_REDIS_URL": redis_url,
         "SPREADBUS_DATA_DIR": str(data_dir),
         "SPREADBUS_WEB_PORT": str(port),
         "SPREADBUS_HEARTBEAT_INTERVAL": "0.5",
+        **extra,
     }
     with console.open("ab") as stderr:
         process = subprocess.Popen(COMMAND, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -56,9 +57,9 @@ def start(redis_url: str, data_dir: Path, port: int, console: Path) -> Served:
 
 
 @contextlib.contextmanager
-def serving(redis_url: str, data_dir: Path, console: Path) -> Iterator[Served]:
+def serving(redis_url: str, data_dir: Path, console: Path, **extra: str) -> Iterator[Served]:
     """A ready web process on a free port, stopped (SIGTERM, then SIGKILL) afterwards."""
-    served = start(redis_url, data_dir, free_port(), console)
+    served = start(redis_url, data_dir, free_port(), console, **extra)
     try:
         served.wait_ready()
         yield served
