@@ -260,8 +260,41 @@ def mark_price_frame(mark: MarkPrice) -> bytes:
     )  # fmt: skip  (the sim and the server always have a finite settle price)
 
 
+def _plain_agg_trade(data: dict[str, Any], recv_ts: float, source: str) -> Tick | None:
+    """The firehose's case in one pass: a well-formed ``aggTrade`` payload (see
+    :func:`parse_agg_trade`) becomes its tick with no helper calls, about half the cost of
+    the general path. Anything unusual (a missing or mistyped field, a number that is not
+    plain decimal text, a zero price) answers None, and the general path then parses the
+    payload again and names the defect, so both paths accept and refuse the same payloads."""
+    try:
+        symbol, price, qty, maker = data["s"], data["p"], data["q"], data["m"]
+        agg_id, trade_ms, event_ms = data["a"], data["T"], data.get("E", data["T"])
+    except KeyError:
+        return None
+    if not (
+        type(price) is str and type(qty) is str and type(maker) is bool and type(symbol) is str
+        and type(agg_id) is int and type(trade_ms) is int and type(event_ms) is int
+        and agg_id >= 0 and trade_ms >= 0 and event_ms >= 0
+        and price.isascii() and price.replace(".", "", 1).isdigit()
+        and price[0] != "." and price[-1] != "." and (price[0] != "0" or price[1:2] in ("", "."))
+        and qty.isascii() and qty.replace(".", "", 1).isdigit()
+        and qty[0] != "." and qty[-1] != "." and (qty[0] != "0" or qty[1:2] in ("", "."))
+        and len(price) < 300 and len(qty) < 300  # beyond that a double may overflow to inf
+        and float(price) > 0.0
+    ):  # fmt: skip
+        return None
+    side: Literal["buy", "sell"] = "sell" if maker else "buy"
+    return Tick(symbol, agg_id, price, qty, side, trade_ms, event_ms, recv_ts, source)
+
+
 def parse_message(message: Any, recv_ts: float, source: str = "binance") -> Parsed:
     """A decoded JSON message: combined-stream wrapper, bare payload or control reply."""
+    if type(message) is dict:
+        data = message.get("data", message)
+        if type(data) is dict and data.get("e") == "aggTrade":
+            tick = _plain_agg_trade(data, recv_ts, source)
+            if tick is not None:
+                return tick
     if not isinstance(message, dict):
         raise FrameError("not_object", f"frame is a JSON {type(message).__name__}, not an object")
     if "stream" in message and "data" in message:
