@@ -46,35 +46,52 @@ def _status_kb(pid: int, field: str) -> int:
 
 
 @contextlib.contextmanager
-def running_web(
-    env: dict[str, str] | None = None, prefix: str = "spreadbus-bench-"
-) -> Iterator[Web]:
-    """Embedded Redis and ``spreadbus web`` on free loopback ports, in a temporary data folder
-    (removed afterwards, with whatever the benchmark left there)."""
+def running_redis(prefix: str = "spreadbus-bench-") -> Iterator[tuple[str, Path]]:
+    """An embedded Redis and a temporary data folder (removed afterwards): ``(url, folder)``."""
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         data_dir = Path(tmp)
         server = EmbeddedRedis(data_dir / "bench-redis", port=free_port())
         server.start()
-        port = free_port()
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("SPREADBUS_")}
-        argv = [
-            sys.executable, "-m", "spreadbus", "web", "--redis-url", server.url,
-            "--data-dir", str(data_dir), "--port", str(port),
-        ]  # fmt: skip
-        process = subprocess.Popen(
-            argv, env=clean | (env or {}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 90
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("spreadbus web did not come up")
-                time.sleep(0.25)
-            yield Web(url, process.pid, server.url, data_dir)
+            yield server.url, data_dir
         finally:
-            terminate(process, 30)
             server.stop()
+
+
+@contextlib.contextmanager
+def web_process(redis_url: str, data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Web]:
+    """``spreadbus web`` on a free loopback port, until the block ends."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SPREADBUS_")}
+    argv = [
+        sys.executable, "-m", "spreadbus", "web", "--redis-url", redis_url,
+        "--data-dir", str(data_dir), "--port", str(port),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        argv, env=clean | (env or {}), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("spreadbus web did not come up")
+            time.sleep(0.25)
+        yield Web(url, process.pid, redis_url, data_dir)
+    finally:
+        terminate(process, 30)
+
+
+@contextlib.contextmanager
+def running_web(
+    env: dict[str, str] | None = None, prefix: str = "spreadbus-bench-"
+) -> Iterator[Web]:
+    """Embedded Redis and ``spreadbus web`` in a temporary data folder."""
+    with (
+        running_redis(prefix) as (redis_url, data_dir),
+        web_process(redis_url, data_dir, env) as web,
+    ):
+        yield web

@@ -18,20 +18,22 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from spreadbus.analytics.resample import BAR_MILLISECONDS, Rule, resample
-from spreadbus.archivist.convert import ANALYTICS_METRICS
-from spreadbus.archivist.layout import day_start_ms
+from spreadbus.archivist.compaction import partition_parts
+from spreadbus.archivist.convert import ANALYTICS_METRICS, SCHEMAS
+from spreadbus.archivist.layout import day_start_ms, partition_dir
 from spreadbus.archivist.reader import list_files, read_analytics, read_ticks
-from spreadbus.bus import keys, streamid, tickschema
+from spreadbus.bus import keys, tickschema
 from spreadbus.bus.codec import CodecError
 
 CHUNK: Final = 20_000
@@ -61,15 +63,81 @@ def _real(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["venue"] != GHOST]
 
 
+def _day_parts(archive_dir: Path, symbol: str, date: str) -> list[Path]:
+    partition = partition_dir(archive_dir, "ticks", symbol, date)
+    try:
+        return partition_parts(partition)
+    except FileNotFoundError:  # swapped by a compaction just now, or gone
+        return []
+
+
 def _tick_seam(archive_dir: Path, symbol: str, dates: list[str]) -> str | None:
-    """The newest archived stream id of the symbol's real ticks (None: nothing archived)."""
+    """The newest archived stream id of the symbol's real ticks (None: nothing archived).
+    Reads two columns a batch at a time: memory does not grow with the day's size."""
     for date in reversed(dates):
-        start = day_start_ms(date)
-        frame = _real(read_ticks(archive_dir, symbol, start, start + DAY_MS))
-        if len(frame):
-            newest = max(frame["stream_id"], key=streamid.parse)
-            return str(newest)
+        newest: tuple[int, int] | None = None
+        for path in _day_parts(archive_dir, symbol, date):
+            for batch in _parquet(path).iter_batches(CHUNK, columns=["venue", "stream_id"]):
+                ids = pc.filter(
+                    batch.column("stream_id"), pc.not_equal(batch.column("venue"), GHOST)
+                )
+                if len(ids) == 0:
+                    continue
+                # "<ms>-<seq>", or a bare "<ms>" (sequence 0, as streamid.parse reads it)
+                parts = pc.split_pattern(pc.binary_join_element_wise(ids, "0", "-"), "-")
+                ms = pc.cast(pc.list_element(parts, 0), pa.int64()).to_numpy()
+                seq = pc.cast(pc.list_element(parts, 1), pa.int64()).to_numpy()
+                best = int(np.lexsort((seq, ms))[-1])
+                found = (int(ms[best]), int(seq[best]))
+                newest = found if newest is None else max(newest, found)
+        if newest is not None:
+            return f"{newest[0]}-{newest[1]}"
     return None
+
+
+def _parquet(path: Path) -> pq.ParquetFile:
+    """A Parquet file read page by page (not a whole column chunk at once)."""
+    return pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+
+
+def _archive_day(
+    archive_dir: Path, symbol: str, date: str, lo: int, hi: int
+) -> Iterator[pd.DataFrame]:
+    """The day's real ticks with ``lo <= ts < hi`` in trade order, as frames of at most
+    :data:`CHUNK` rows. A day of one part (compacted, or a single batch: sorted, each entry
+    once) streams a batch at a time, skipping row groups outside the range; a day of several
+    parts needs the reader's merge (dedupe across parts) and is read whole, as is a day
+    compacted between listing and opening (the reader lists again)."""
+    parts = _day_parts(archive_dir, symbol, date)
+    try:
+        source = _parquet(parts[0]) if len(parts) == 1 else None
+    except FileNotFoundError:  # compacted between listing and opening
+        source = None
+    if source is None:
+        frame = _real(read_ticks(archive_dir, symbol, lo, hi))
+        for offset in range(0, len(frame), CHUNK):
+            yield frame.iloc[offset : offset + CHUNK]
+        return
+    schema = SCHEMAS["ticks"]
+    ts_index = source.schema_arrow.get_field_index("ts")
+    groups = []
+    for group in range(source.num_row_groups):
+        stats = source.metadata.row_group(group).column(ts_index).statistics
+        if stats is not None and stats.has_min_max:
+            first, last = (pd.Timestamp(v).value // 1_000_000 for v in (stats.min, stats.max))
+            if last < lo or first >= hi:
+                continue
+        groups.append(group)
+    for batch in source.iter_batches(CHUNK, row_groups=groups):
+        table = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+        ts = pc.cast(table["ts"], pa.int64())
+        keep = pc.and_(
+            pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)),
+            pc.not_equal(table["venue"], GHOST),
+        )
+        table = table.filter(keep)
+        if table.num_rows:
+            yield table.to_pandas()
 
 
 def _ms(column: pd.Series) -> np.ndarray:
@@ -108,9 +176,9 @@ async def tick_chunks(
         lo, hi = max(start_ms, day), min(end_ms, day + DAY_MS)
         if lo >= hi:
             continue
-        frame = _real(await asyncio.to_thread(read_ticks, archive_dir, symbol, lo, hi))
-        for offset in range(0, len(frame), CHUNK):
-            yield _archive_rows(frame.iloc[offset : offset + CHUNK], symbol)
+        frames = _archive_day(archive_dir, symbol, date, lo, hi)
+        while (frame := await asyncio.to_thread(next, frames, None)) is not None:
+            yield _archive_rows(frame, symbol)
     cursor = "-" if seam is None else f"({seam}"
     key = keys.tick_stream(symbol)
     while True:
