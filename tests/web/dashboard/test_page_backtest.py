@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ._research import csv_of, legs, upload
+from ._research import assert_dropdown_looks_like_select, csv_of, dropdown_field, legs, upload
 from .conftest import Console, Stack, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,6 +41,14 @@ def test_backtest_run_shows_stats_and_trade_markers(
     tab.goto(stack.url + "/backtest")
     tab.wait_for_selector("#bt-run", timeout=45_000)
     wait_for(lambda: dataset["id"] in tab.inner_text("#bt-dataset"), 20, "the new dataset chosen")
+    for dropdown in ("#bt-pair", "#bt-dataset", "#bt-y", "#bt-x"):
+        assert_dropdown_looks_like_select(tab, dropdown, "#bt-hedge")
+    tab.click(dropdown_field("#bt-y"))
+    menu = tab.wait_for_selector(".dash-dropdown-content", timeout=10_000)
+    assert menu is not None
+    assert "BAAUSDT" in menu.inner_text()
+    screenshot(tab, "backtest-dropdown-open")
+    tab.keyboard.press("Escape")
     tab.click("#bt-run")
     kpi = '[data-kpi="n_trades"][data-pair="BAAUSDT/BBBUSDT"]'
     tab.wait_for_selector(kpi, timeout=30_000)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import statsmodels.api as sm
 
-from ._research import csv_of, legs
+from ._research import assert_dropdown_looks_like_select, csv_of, legs
 from .conftest import Console, Stack, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -38,6 +38,8 @@ def test_upload_then_the_analysis_appears(
     assert tab.inner_text(f'[data-kpi="n"][data-pair="{PAIR}"]') == "240"
     tab.wait_for_selector("#data-johansen-table", timeout=10_000)
     tab.wait_for_selector("#data-z .main-svg", timeout=10_000)
+    for dropdown in ("#data-dataset", "#data-y", "#data-x"):
+        assert_dropdown_looks_like_select(tab, dropdown, "#data-hedge")
     tab.wait_for_timeout(500)
     screenshot(tab, "data-analysis")
     # another hedge: Huber's β, against statsmodels RLM on the same bars

@@ -54,8 +54,9 @@ def _controls() -> Any:
                      {"label": "dataset", "value": "dataset"}])], md=2),
         dbc.Col([dbc.Label("Live pair"), dcc.Dropdown(id="bt-pair")], md=2),
         dbc.Col([dbc.Label("Dataset"), dcc.Dropdown(id="bt-dataset")], md=3),
-        dbc.Col([dbc.Label("Y"), dcc.Dropdown(id="bt-y")], md=1),
-        dbc.Col([dbc.Label("X"), dcc.Dropdown(id="bt-x")], md=1),
+        # no clear button on Y and X: their narrow fields keep room for the symbol
+        dbc.Col([dbc.Label("Y"), dcc.Dropdown(id="bt-y", clearable=False)], md=1),
+        dbc.Col([dbc.Label("X"), dcc.Dropdown(id="bt-x", clearable=False)], md=1),
         dbc.Col([dbc.Label("Bar"), dbc.RadioItems(id="bt-bar", value="1m", inline=True,
                                                   options=["1s", "1m", "5m", "1h"])], md=2),
         _num("Hours (live)", "bt-hours", 24, min=1),
@@ -63,7 +64,7 @@ def _controls() -> Any:
     strategy = dbc.Row([
         dbc.Col([dbc.Label("Hedge"), dbc.Select(id="bt-hedge", value="ols", size="sm", options=[
             {"label": "rolling OLS", "value": "ols"}, {"label": "Kalman", "value": "kalman"}])],
-            md=1),
+            md=2),
         _num("Window", "bt-window", 60, min=3),
         _num("Entry z", "bt-entry", 2.0, step=0.1),
         _num("Exit z", "bt-exit", 0.5, step=0.1),
