@@ -138,9 +138,30 @@ def test_the_whole_stack_runs_on_a_cluster(
         pids = [int(_health(cluster, name)["pid"]) for name in ("engine", "engine-2")]
         assert {int(o.decode().split(":")[1]) for o in owners} == set(pids)
         _api_equals_redis(base, cluster, pids)
-        health = httpx.get(f"{base}/api/health", timeout=10).json()
+
+        def split_health() -> dict[str, Any] | None:
+            """/api/health once each engine and each gateway process holds one share."""
+            body: dict[str, Any] = httpx.get(f"{base}/api/health", timeout=10).json()
+            groups = body["groups"]
+            for kind in ("engine", "gateway"):
+                held = groups.get(kind, {}).get("held", {})
+                if sorted(held.values()) != sorted((kind, f"{kind}-2")):
+                    return None
+            return body
+
+        # each process of a share group under its own name, with its own state and shares
+        health = wait_for(split_health, 30, "one share per engine and gateway process", up)
+        assert health is not None  # for mypy: wait_for returns only a true value
         assert health["healthy"] and health["simulated"], health
-        assert sorted(health["services"]) == sorted(SERVICES)
+        assert sorted(health["services"]) == sorted(PROCESSES)
+        for kind in ("engine", "gateway"):
+            group = health["groups"][kind]
+            assert (group["shares"], group["unheld"]) == (2, []), group
+            for name in (kind, f"{kind}-2"):
+                service = health["services"][name]
+                assert service["state"] == "running", (name, service)
+                assert [group["held"][str(s)] for s in service["shares"]] == [name], service
+                assert service["pid"] == int(_health(cluster, name)["pid"])
         wait_for(lambda: list((data_dir / "archive" / "ticks").rglob("*.parquet")), 30,
                  "a first tick archive", up)  # fmt: skip
     finally:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import httpx
 import orjson
 import redis
+import redis.asyncio as aioredis
 
 from spreadbus.bus import keys
+from spreadbus.bus.lease import ShareGroup, owner_id
 from spreadbus.web.routes.health import service_health
 
 
-def _beat(sync_redis: redis.Redis, service: str, age_s: float, **extra: object) -> None:
+def _beat(sync_redis: redis.Redis, service: str, age_s: float, **extra: str | int) -> None:
     now_ms = int(time.time() * 1000)
-    sync_redis.hset(
-        keys.health(service),
-        mapping={
-            "service": service, "pid": 4242, "started_ms": now_ms - 60_000,
-            "last_beat_ms": now_ms - int(age_s * 1000), "interval_s": 0.5, "status": "running",
-            "counters": orjson.dumps({"ticks": 7, **extra}).decode(), **extra,
-        },
-    )  # fmt: skip
+    beat: dict[Any, Any] = {
+        "service": service, "pid": 4242, "started_ms": now_ms - 60_000,
+        "last_beat_ms": now_ms - int(age_s * 1000), "interval_s": 0.5, "status": "running",
+        "counters": orjson.dumps({"ticks": 7, **extra}).decode(), **extra,
+    }  # fmt: skip
+    sync_redis.hset(keys.health(service), mapping=beat)
 
 
 async def test_health_reports_each_service_and_the_simulated_source(
@@ -46,7 +48,7 @@ async def test_health_reports_each_service_and_the_simulated_source(
     assert services["archivist"] == {
         "status": "down", "state": "failing", "reason": "not running (no heartbeat)",
         "age_s": None, "pid": None, "started_ms": None, "last_beat_ms": None, "fields": {},
-        "counters": {},
+        "counters": {}, "shares": None,
     }  # fmt: skip
     assert services["gateway"]["state"] == "running" and services["gateway"]["reason"] == ""
     assert services["logger"]["state"] == "failing"
@@ -124,3 +126,57 @@ async def test_docs_and_index_pages(api: httpx.AsyncClient) -> None:
     missing = await api.get("/api/no-such-thing")
     assert missing.status_code == 404
     assert missing.json() == {"detail": "Not Found"}  # JSON, not the dashboard's page
+
+
+async def test_health_lists_each_share_process_with_its_shares(
+    api: httpx.AsyncClient, sync_redis: redis.Redis, aredis: aioredis.Redis
+) -> None:
+    """Two engine processes split two shares through real leases; a third process (started by
+    hand as ``engine-x``) dies without a word. Each is listed under its own name with its own
+    state and the shares its leases say it holds; a share nobody holds makes the whole
+    unhealthy until someone takes it."""
+    ttl_s = 0.5
+    for name in ("gateway", "engine", "engine-2", "engine-x", "logger", "archivist", "web"):
+        _beat(sync_redis, name, 0.1)
+    groups = {
+        name: ShareGroup(aredis, "engine", 3, owner=owner_id(name), ttl_s=ttl_s)
+        for name in ("engine", "engine-2", "engine-x")
+    }
+    for group in groups.values():
+        await group.step()
+    for group in groups.values():  # all three are members now: one share each
+        await group.release((await group.step()).surplus)
+    held = {name: sorted(g.held) for name, g in groups.items()}
+    assert sorted(s for shares in held.values() for s in shares) == [0, 1, 2], held
+
+    body = (await api.get("/api/health")).json()
+    services = body["services"]
+    assert set(services) == {"gateway", "engine", "engine-2", "engine-x", "logger",
+                             "archivist", "web"}  # fmt: skip
+    for name, shares in held.items():
+        assert services[name]["shares"] == shares, name
+        assert services[name]["state"] == "running"
+    assert services["logger"]["shares"] is None  # not a share group's process
+    assert body["groups"]["engine"] == {
+        "shares": 3, "held": {str(s): n for n, ss in held.items() for s in ss}, "unheld": [],
+    }  # fmt: skip
+    assert body["healthy"] is True
+
+    # engine-x dies: its heartbeat ages, its lease runs out, nobody has taken its share yet
+    for name in ("engine", "engine-2"):  # the survivors' leases last (no step: no takeover)
+        await aredis.pexpire(keys.lease("engine", held[name][0]), 10_000)
+    _beat(sync_redis, "engine-x", 60.0)
+    await asyncio.sleep(ttl_s + 0.2)
+    body = (await api.get("/api/health")).json()
+    dead = body["services"]["engine-x"]
+    assert (dead["status"], dead["state"], dead["shares"]) == ("stale", "failing", [])
+    assert body["groups"]["engine"]["unheld"] == held["engine-x"]
+    assert body["healthy"] is False
+    # a survivor takes the share: it is served again, the dead process still shows (stale)
+    survivor = groups["engine"]
+    await survivor.step()
+    body = (await api.get("/api/health")).json()
+    assert body["groups"]["engine"]["unheld"] == []
+    assert body["services"]["engine"]["shares"] == sorted(survivor.held)
+    assert sorted(survivor.held) == sorted(held["engine"] + held["engine-x"])
+    assert body["services"]["engine-x"]["status"] == "stale"

@@ -151,6 +151,12 @@ def lease_members(kind: str) -> str:
     return f"lease:{share_tag(kind)}:members"
 
 
+def lease_shards(kind: str) -> str:
+    """How many shares the processes of ``kind`` split into (each member writes it), so a
+    reader (``/api/health``) can name the shares nobody holds."""
+    return f"lease:{share_tag(kind)}:shards"
+
+
 def engine_share_cursor(shard: int, shards: int) -> str:
     """The cursor (see :func:`engine_cursor`) of one share of the pairs when ``shards``
     engines split the pairs: the share's pairs resume from it after a takeover. The count is

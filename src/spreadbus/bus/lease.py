@@ -11,7 +11,9 @@ Renewing and releasing check the owner inside Redis (one Lua call on one key, so
 cluster too): a process never extends or deletes a lease another process holds by now.
 
 Fair split: each process also refreshes its entry in ``lease:{kind}:members`` (a sorted set of
-owner -> expiry ms) and aims at ``ceil(shards / live members)`` shares. A process holding more
+owner -> expiry ms; an entry stays :data:`FORGET_S` after it expired, so a process that died
+is still seen, as gone, by :func:`group_view`) and aims at ``ceil(shards / live members)``
+shares. A process holding more
 gives the surplus up (after stopping its work on it: :meth:`ShareGroup.release`), one holding
 fewer takes free shares. A process started by hand on another machine therefore joins the
 group and gets its part within a few steps, and when one leaves, the others take its shares.
@@ -38,6 +40,9 @@ from spreadbus.bus.connect import AsyncRedis
 
 TTL_S: Final = 2.0
 INTERVAL_S: Final = 0.4
+FORGET_S: Final = (
+    60.0  # a member that stopped renewing is listed this long (health), then forgotten
+)
 
 _RENEW: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -55,9 +60,57 @@ def share_of(name: str, shards: int) -> int:
     return zlib.crc32(name.encode()) % shards
 
 
-def owner_id() -> str:
-    """This process, unique even when a pid is reused: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def member_name(kind: str, instance: str = "") -> str:
+    """The heartbeat name of a group's process: ``engine``, or ``engine-<instance>``."""
+    return f"{kind}-{instance}" if instance else kind
+
+
+def owner_id(name: str = "") -> str:
+    """This process, unique even when a pid is reused: ``host:pid:random``, after
+    ``<name>@`` when given (its heartbeat name, so a reader can tell who holds what)."""
+    process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{name}@{process}" if name else process
+
+
+def owner_name(owner: str | bytes) -> str:
+    """The heartbeat name in an :func:`owner_id` (the id itself if it names none)."""
+    text = owner.decode() if isinstance(owner, bytes) else owner
+    return text.split("@", 1)[0] if "@" in text else text
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    """A share group as Redis sees it now (:func:`group_view`)."""
+
+    kind: str
+    shards: int
+    held: dict[int, str]  # share -> heartbeat name of its holder
+    members: dict[str, bool]  # heartbeat name -> still renewing (False: gone, not forgotten)
+
+    @property
+    def unheld(self) -> list[int]:
+        """Shares nobody serves now (between a death and the takeover, or no process)."""
+        return [s for s in range(self.shards) if s not in self.held]
+
+
+async def group_view(client: AsyncRedis, kind: str) -> GroupView | None:
+    """Who holds which share of ``kind``, and which processes are (or were lately) members;
+    None when no process of that kind has run shared lately."""
+    async with client.pipeline(transaction=False) as pipe:  # one slot: the kind's tag
+        pipe.get(keys.lease_shards(kind))
+        pipe.zrange(keys.lease_members(kind), 0, -1, withscores=True)
+        shards_text, entries = await pipe.execute()
+    if shards_text is None:
+        return None
+    shards = int(shards_text)
+    now_ms = int(time.time() * 1000)
+    members: dict[str, bool] = {}
+    for owner, expiry_ms in entries:
+        name = owner_name(owner)
+        members[name] = members.get(name, False) or expiry_ms > now_ms
+    owners: Any = await client.mget([keys.lease(kind, s) for s in range(shards)])
+    held = {s: owner_name(o) for s, o in enumerate(owners) if o is not None}
+    return GroupView(kind, shards, held, members)
 
 
 @dataclass(slots=True)
@@ -97,11 +150,14 @@ class ShareGroup:
         """Refresh this process's membership; the number of live members (itself included)."""
         now_ms = int(time.time() * 1000)
         key = keys.lease_members(self.kind)
+        forget_ms = int(FORGET_S * 1000)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.zadd(key, {self.owner: now_ms + self.ttl_ms})
-            pipe.zremrangebyscore(key, "-inf", now_ms)
-            pipe.zcard(key)
-            pipe.pexpire(key, self.ttl_ms * 10)
+            pipe.zremrangebyscore(key, "-inf", now_ms - forget_ms)
+            pipe.zcount(key, now_ms, "+inf")
+            pipe.pexpire(key, forget_ms)
+            # readers (health) learn the number of shares here; same slot, same lifetime
+            pipe.set(keys.lease_shards(self.kind), self.shards, px=forget_ms)
             replies: Any = await pipe.execute()
         return max(1, int(replies[2]))
 

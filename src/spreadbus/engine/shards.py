@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from spreadbus.bus.connect import AsyncRedis, connect_sync
 from spreadbus.bus.health import HealthState, Verdict, worst
-from spreadbus.bus.lease import ShareGroup, owner_id
+from spreadbus.bus.lease import ShareGroup, member_name, owner_id
 from spreadbus.bus.service import REDIS_ERRORS, EventLog
 from spreadbus.config import Settings
 from spreadbus.engine.service import QuantEngine
@@ -35,7 +35,7 @@ STOP_S: Final = 10.0  # a share's engine finishes its batch within this on a sto
 
 def service_name(settings: Settings) -> str:
     """The heartbeat name: ``engine``, or ``engine-<instance>`` for another process."""
-    return f"engine-{settings.instance}" if settings.instance else "engine"
+    return member_name("engine", settings.instance)
 
 
 @dataclass(slots=True)
@@ -66,7 +66,7 @@ class ShardedEngine:
         self.client = client
         self.log = log
         self.name = service_name(settings)
-        self.group = ShareGroup(client, "engine", settings.engines, owner=owner_id())
+        self.group = ShareGroup(client, "engine", settings.engines, owner=owner_id(self.name))
         self.running: dict[int, _Running] = {}
         self.counters: Counter[str] = Counter()
         self.health_state = _Health(self)

@@ -20,7 +20,7 @@ from typing import Final
 
 from spreadbus.bus.connect import AsyncRedis, connect_sync
 from spreadbus.bus.errors import REDIS_ERRORS
-from spreadbus.bus.lease import ShareGroup, share_of
+from spreadbus.bus.lease import ShareGroup, member_name, owner_id, share_of
 from spreadbus.bus.service import EventLog
 from spreadbus.config import Settings
 from spreadbus.gateway.ingest import Ingest
@@ -41,7 +41,8 @@ async def written_through(ingest: Ingest, timeout_s: float = HANDOVER_WAIT_S) ->
 class SymbolShares:
     def __init__(self, settings: Settings, client: AsyncRedis, log: EventLog) -> None:
         self.settings = settings
-        self.group = ShareGroup(client, "gateway", settings.gateways)
+        name = member_name("gateway", settings.instance)
+        self.group = ShareGroup(client, "gateway", settings.gateways, owner=owner_id(name))
         self.log = log
         self._keeper: threading.Event | None = None
 

@@ -15,7 +15,7 @@ from spreadbus.web.dashboard import fmt
 from spreadbus.web.dashboard.context import Context, live_callback
 from spreadbus.web.dashboard.pages import Page
 from spreadbus.web.dashboard.shell import service_state
-from spreadbus.web.routes.health import health
+from spreadbus.web.routes.health import ShareGroupHealth, health
 
 REFRESH_MS: Final = 2000
 LOG_EVENTS: Final = 30
@@ -53,6 +53,14 @@ def _counters(counters: dict[str, Any], fields: dict[str, Any]) -> str:
                      if not isinstance(v, dict))[:400]  # fmt: skip
 
 
+def _shares(name: str, held: list[int] | None, groups: dict[str, ShareGroupHealth]) -> str:
+    """``0, 1 of 2`` for a process of a share group (``engine-2``: the engine group)."""
+    group = groups.get(name.split("-", maxsplit=1)[0])
+    if held is None or group is None:
+        return "—"
+    return f"{', '.join(map(str, held)) or 'none'} of {group.shares}"
+
+
 def register(app: Dash, ctx: Context) -> None:
     @app.callback(
         Output("sys-services", "children"),
@@ -72,9 +80,10 @@ def register(app: Dash, ctx: Context) -> None:
             asyncio.to_thread(read.recent_log_events, ctx.settings.data_dir, LOG_EVENTS),
         )  # fmt: skip
         services = _table(
-            ["Service", "State", "Reason", "PID", "Beat age", "Counters"],
-            [[name, service_state(s), getattr(s, "reason", None) or "", s.pid or "—",
-              fmt.age(s.age_s), _counters(s.counters, s.fields)]
+            ["Service", "State", "Reason", "Shares", "PID", "Beat age", "Counters"],
+            [[name, service_state(s), getattr(s, "reason", None) or "",
+              _shares(name, s.shares, report.groups), s.pid or "—", fmt.age(s.age_s),
+              _counters(s.counters, s.fields)]
              for name, s in report.services.items()],
         )  # fmt: skip
         last_write = archive["last_write_ms"]
