@@ -8,6 +8,7 @@ client it makes one on first use, so it starts, and answers 503, while Redis is 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -24,6 +25,7 @@ from spreadbus.web.deps import RedisHandle
 from spreadbus.web.origin import OriginGuard, allowed_hosts
 from spreadbus.web.routes import ROUTERS
 from spreadbus.web.stats import RequestStats, RequestStatsMiddleware
+from spreadbus.web.upload import claim_upload_space
 
 OPENAPI_URL: Final = "/api/openapi.json"
 DOCS_URL: Final = "/api/docs"
@@ -36,11 +38,26 @@ def create_app(settings: Settings, client: AsyncRedis | None = None) -> FastAPI:
     password = required_password(settings)
     handle = RedisHandle(settings, client)
 
+    log = EventLog("web")
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # what a killed web left mid-upload goes before the first request (web.upload)
+        from spreadbus.research.datasets import datasets_root  # noqa: PLC0415 (heavy import)
+
+        space = None
+        try:
+            space = await asyncio.to_thread(claim_upload_space, datasets_root(settings.data_dir))
+        except OSError as exc:  # a read-only data dir: the rest of the API still serves
+            log.warning("datasets folder unusable", reason=exc.strerror or str(exc))
+        if space is not None and space.stale:
+            log.warning("removed stale upload folders", count=len(space.stale),
+                        folders=",".join(space.stale))  # fmt: skip
         try:
             yield
         finally:
+            if space is not None:
+                space.release()
             await handle.close()
 
     app = FastAPI(
@@ -56,7 +73,7 @@ def create_app(settings: Settings, client: AsyncRedis | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.redis = handle
     app.state.stats = RequestStats()
-    errors.install(app, EventLog("web"))
+    errors.install(app, log)
     for router in ROUTERS:
         app.include_router(router, prefix="/api")
     dashboard.mount(app, settings, handle)

@@ -4,11 +4,21 @@ never written past the limit.
 ``python-multipart``'s push parser is fed the request body as it arrives; the bytes of the
 one wanted field go to the file. A ``Content-Length`` already above the limit is refused
 before a byte is read; otherwise counting stops the upload at the first byte past it.
+
+Uploads work in temporary folders of the datasets folder (``.upload-*`` here, ``.incoming-*``
+in :func:`spreadbus.research.datasets.ingest`); a request removes its own whatever happens,
+but a killed process cannot. :func:`claim_upload_space` removes the ones left behind when the
+web starts, and only those: every web process holds a shared ``flock`` on
+``<datasets>/.web-lock`` for its whole life (the kernel drops it when the process dies,
+``kill -9`` included), so a web that can take that lock *exclusively* knows no live process has
+an upload in flight there. When another web holds it, nothing is removed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Final
@@ -21,6 +31,8 @@ if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 MULTIPART_SLACK: Final = 64 * 1024  # boundaries and part headers around the file's bytes
+LOCK_NAME: Final = ".web-lock"
+TEMP_PREFIXES: Final = (".upload-", ".incoming-")
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -41,6 +53,37 @@ def safe_filename(name: str) -> str:
     base = re.split(r"[\\/]", name)[-1]
     cleaned = _UNSAFE.sub("_", base).lstrip(".")[:200]
     return cleaned or "upload"
+
+
+@dataclass
+class UploadSpace:
+    """This process's shared claim on a datasets folder; ``stale`` names the temporary folders
+    removed when it was taken (``None``: another live web shares the folder, none removed)."""
+
+    lock: IO[bytes]
+    stale: list[str] | None
+
+    def release(self) -> None:
+        self.lock.close()  # closing the file drops the flock
+
+
+def claim_upload_space(root: Path) -> UploadSpace:
+    """Take this process's shared claim on ``root`` (made if missing), first removing the
+    temporary upload folders of dead processes when no live web holds a claim (module
+    docstring). Blocking only while another web is between its exclusive and shared claim."""
+    root.mkdir(parents=True, exist_ok=True)
+    lock = (root / LOCK_NAME).open("ab")
+    stale: list[str] | None = None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass  # another live web: its folders may be in use
+    else:
+        stale = sorted(p.name for p in root.iterdir() if p.name.startswith(TEMP_PREFIXES))
+        for name in stale:
+            shutil.rmtree(root / name, ignore_errors=True)
+    fcntl.flock(lock, fcntl.LOCK_SH)
+    return UploadSpace(lock, stale)
 
 
 def too_large(limit: int) -> HTTPException:
