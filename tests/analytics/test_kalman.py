@@ -12,27 +12,7 @@ from hypothesis import strategies as st
 from spreadbus.analytics import AnalyticsInputError, KalmanHedge, kalman_hedge
 
 from ._data import PairSpec, cointegrated_pair, pair_specs
-
-
-def _textbook_filter(
-    y: np.ndarray, x: np.ndarray, delta: float, obs_var: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Chan's equations with numpy matrices and the plain ``P = R - K h R`` update."""
-    theta = np.zeros(2)
-    cov = np.zeros((2, 2))
-    state_cov = delta / (1.0 - delta) * np.eye(2)
-    rows = []
-    for y_t, x_t in zip(y, x, strict=True):
-        prior = cov + state_cov
-        h = np.array([1.0, x_t])
-        q = h @ prior @ h + obs_var
-        error = y_t - h @ theta
-        gain = prior @ h / q
-        theta = theta + gain * error
-        cov = prior - np.outer(gain, h @ prior)
-        rows.append((theta[0], theta[1], error, math.sqrt(q)))
-    alpha, beta, spread, spread_std = np.array(rows).T
-    return alpha, beta, spread, spread_std
+from ._textbook import textbook_kalman
 
 
 @settings(max_examples=50, deadline=None)
@@ -46,7 +26,7 @@ def test_batch_equals_textbook_filter(spec: PairSpec, delta: float, obs_var: flo
     forecast of similar size) absolute 1e-9 of |y|."""
     y, x = spec.build()
     result = kalman_hedge(y, x, delta=delta, obs_var=obs_var)
-    alpha, beta, spread, spread_std = _textbook_filter(y, x, delta, obs_var)
+    alpha, beta, spread, spread_std = textbook_kalman(y, x, delta, obs_var)
     np.testing.assert_allclose(result.beta, beta, rtol=1e-9, atol=1e-300)
     np.testing.assert_allclose(result.spread_std, spread_std, rtol=1e-9)
     assert np.all(np.abs(result.alpha - alpha) <= 1e-9 * (np.abs(alpha) + np.abs(beta * x)))

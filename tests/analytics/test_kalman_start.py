@@ -11,25 +11,7 @@ import pytest
 from spreadbus.analytics import AnalyticsInputError, KalmanHedge, kalman_hedge
 
 from ._data import cointegrated_pair
-
-
-def _textbook(
-    y: np.ndarray, x: np.ndarray, delta: float, obs_var: float, theta0: np.ndarray, cov0: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    theta, cov = theta0.astype(float).copy(), cov0.astype(float).copy()
-    state_cov = delta / (1.0 - delta) * np.eye(2)
-    betas, spreads = [], []
-    for y_t, x_t in zip(y, x, strict=True):
-        prior = cov + state_cov
-        h = np.array([1.0, x_t])
-        q = h @ prior @ h + obs_var
-        error = y_t - h @ theta
-        gain = prior @ h / q
-        theta = theta + gain * error
-        cov = prior - np.outer(gain, h @ prior)
-        betas.append(theta[1])
-        spreads.append(error)
-    return np.array(betas), np.array(spreads)
+from ._textbook import textbook_kalman
 
 
 def test_started_filter_equals_textbook_started_at_the_same_point() -> None:
@@ -40,7 +22,7 @@ def test_started_filter_equals_textbook_started_at_the_same_point() -> None:
     result = kalman_hedge(
         y, x, 1e-4, 0.5, initial_state=(2.0, 1.5), initial_cov=((0.5, -0.01), (-0.01, 0.02))
     )
-    beta, spread = _textbook(y, x, 1e-4, 0.5, theta0, cov0)
+    _, beta, spread, _ = textbook_kalman(y, x, 1e-4, 0.5, theta0, cov0)
     np.testing.assert_allclose(result.beta, beta, rtol=1e-8)
     assert np.all(np.abs(result.spread - spread) <= 1e-8 * np.abs(y))
     # the very first forecast uses the given state: y_0 - (alpha0 + beta0 x_0)
