@@ -1,6 +1,6 @@
 """``/api/backtest`` over the real app: on a dataset and on a live pair (Redis candles joined
-with archived candles), the trades/equity CSV, and background sweeps with progress and
-cancellation."""
+with archived candles; 1-second bars from the raw price series), the trades/equity CSV, and
+background sweeps with progress and cancellation."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 import redis.asyncio as aioredis
 
@@ -107,6 +108,47 @@ async def test_backtest_on_a_live_pair_joins_redis_and_archive(
         "/api/backtest", json={"pair": "YYYUSDT/XXXUSDT", "hours": 2, **STRATEGY}
     )
     assert [p[0] for p in short.json()["equity"]] == ts[-120:].tolist()
+
+
+async def test_backtest_on_a_live_pair_at_one_second(
+    api: httpx.AsyncClient, aredis: aioredis.Redis
+) -> None:
+    """1-second bars of a live pair from the raw price series: two trades in most seconds
+    (the second's close is the later one), quiet seconds on one leg. The backtest equals the
+    library's on closes computed here from the raw trades (last per second, carried over)."""
+    n = 600
+    y, x = _legs(n, seed=9)
+    rng = np.random.default_rng(9)
+    closes: dict[str, dict[int, float]] = {}
+    for symbol, leg in (("YYYUSDT", y), ("XXXUSDT", x)):
+        key = keys.price_series(symbol)
+        await aredis.execute_command("TS.CREATE", key, "DUPLICATE_POLICY", "LAST")  # type: ignore[no-untyped-call]
+        samples: list[object] = []
+        closes[symbol] = {}
+        for i in range(n):
+            if symbol == "XXXUSDT" and rng.random() < 0.2:
+                continue  # a quiet second: the previous close carries over
+            second = T0 + i * 1000
+            samples += [key, second + 120, float(leg[i]) + 0.5, key, second + 870, float(leg[i])]
+            closes[symbol][second] = float(leg[i])
+        await aredis.execute_command("TS.MADD", *samples)  # type: ignore[no-untyped-call]
+    table = pd.DataFrame(closes).sort_index().ffill().dropna()
+    answer = await api.post(
+        "/api/backtest", json={"pair": "YYYUSDT/XXXUSDT", "bar": "1s", "hours": 1, **STRATEGY}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [p[0] for p in body["equity"]] == table.index.tolist()
+    params = BacktestParams(bar="1s", **STRATEGY)  # type: ignore[arg-type]
+    expected = run_backtest(
+        table.index.to_numpy(np.int64), table["YYYUSDT"].to_numpy(), table["XXXUSDT"].to_numpy(),
+        params,
+    )  # fmt: skip
+    assert body["trades"] == expected["trades"]
+    assert len(body["trades"]) >= 3  # the check has something to compare
+    none = await api.post("/api/backtest", json={"pair": "AAAUSDT/BBBUSDT", "bar": "1s"})
+    assert none.status_code == 404
+    assert "no live prices for AAAUSDT, BBBUSDT" in none.json()["detail"]
 
 
 async def test_backtest_problems_are_named(api: httpx.AsyncClient) -> None:
