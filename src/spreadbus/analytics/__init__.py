@@ -19,6 +19,10 @@ Window-level tests (``adf``, ``ou_fit``, ``half_life_ar1``, ``hurst``) take the 
 array. ``ou_fit`` is the half-life to show (robust to the noise of last-trade bars, with an
 interval); ``half_life_ar1`` is the plain AR(1) one, kept to compare (``half_life`` is its old
 name, still used by ``spreadbus.research``).
+
+statsmodels and scipy are imported by the functions that call them, not at import: importing
+this package costs numpy and pandas only, so a process that never fits (the web, the CLI)
+starts seconds sooner.
 """
 
 from spreadbus.analytics._validate import AnalyticsInputError, ArrayLike, FloatArray

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.stats import theilslopes
-from statsmodels.robust.norms import HuberT
-from statsmodels.robust.robust_linear_model import RLM
 
 from spreadbus.analytics._moments import ExactPairWindow, ratio
 from spreadbus.analytics._validate import (
@@ -194,6 +191,9 @@ def robust_hedge(
     x_mean = float(x_arr.mean())
     x_dev = x_arr - x_mean  # centring keeps the IRLS design well conditioned on raw prices
     if method == "huber":
+        from statsmodels.robust.norms import HuberT  # noqa: PLC0415 (lazy: see package)
+        from statsmodels.robust.robust_linear_model import RLM  # noqa: PLC0415
+
         t = require_finite_number(huber_t, "huber_t")
         if t <= 0:
             raise AnalyticsInputError(f"huber_t: must be > 0, got {t}")
@@ -204,6 +204,8 @@ def robust_hedge(
         )
         centred_alpha, beta = float(params[0]), float(params[1])
     else:
+        from scipy.stats import theilslopes  # noqa: PLC0415 (lazy: see package)
+
         result = call_quietly("robust_hedge(theil_sen)", lambda: theilslopes(y_arr, x_dev))
         centred_alpha, beta = float(result.intercept), float(result.slope)
     residual = y_arr - centred_alpha - beta * x_dev

@@ -26,15 +26,13 @@ on 300 bars, ~100 ms on 3600.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
-from scipy.stats import norm
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
-from statsmodels.tsa.statespace.sarimax import SARIMAX
 from threadpoolctl import ThreadpoolController
 
 from spreadbus.analytics._validate import (
@@ -47,10 +45,16 @@ from spreadbus.analytics._validate import (
 
 __all__ = ["OUFit", "half_life_of_phi", "ou_fit"]
 
+
 # OpenBLAS hands even the 2x2 Lyapunov solve of every likelihood evaluation to all its
 # threads; on tiny matrices the hand-off costs far more than the arithmetic (measured: 54 ms
 # against 2 ms per evaluation on a busy 2-core machine). One thread for the fit's duration.
-_BLAS: Final = ThreadpoolController()
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """Made at the first fit, once statsmodels (and scipy's own BLAS) is loaded."""
+    return ThreadpoolController()
+
+
 OU_MIN_POINTS: Final = 20  # as the engine's MIN_BARS: below it the interval says nothing
 
 
@@ -89,8 +93,11 @@ def half_life_of_phi(phi: float) -> float:
 
 
 def _fit(values: np.ndarray) -> Any:
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning  # noqa: PLC0415 (lazy)
+    from statsmodels.tsa.statespace.sarimax import SARIMAX  # noqa: PLC0415 (lazy: see package)
+
     model = SARIMAX(values, order=(1, 0, 1), trend="n", concentrate_scale=True)
-    with warnings.catch_warnings(), _BLAS.limit(limits=1, user_api="blas"):
+    with warnings.catch_warnings(), _blas().limit(limits=1, user_api="blas"):
         # statsmodels warns when its optimizer stops at its iteration cap; the fit it returns
         # is then checked like any other (finite, a usable standard error) below.
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -115,6 +122,8 @@ def ou_fit(spread: ArrayLike, level: float = 0.90) -> OUFit:
     phi_se = float(result.bse[0])
     if not (math.isfinite(phi) and math.isfinite(ma) and math.isfinite(phi_se)):
         raise AnalyticsInputError("ou_fit: the likelihood has no finite optimum on this spread")
+    from scipy.stats import norm  # noqa: PLC0415 (lazy: see package)
+
     z = float(norm.ppf(0.5 + level / 2.0))
     # ARMA(1,1) (1 - phi L) o = (1 + ma L) u, var u = sigma2, against AR(1)+noise:
     # lag-1 autocovariance sigma2 * ma = -phi * noise_var; lag 0 sigma2 (1 + ma^2) =

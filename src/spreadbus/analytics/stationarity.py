@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from statsmodels.tsa.stattools import adfuller, coint
-from statsmodels.tsa.vector_ar.vecm import coint_johansen
 
 from spreadbus.analytics._validate import (
     AnalyticsInputError,
@@ -107,6 +105,8 @@ def adf(
         require_choice(autolag, "autolag", ("AIC", "BIC", "t-stat"))
     if maxlag is not None:
         require_window(maxlag, minimum=0, name="maxlag")
+    from statsmodels.tsa.stattools import adfuller  # noqa: PLC0415 (lazy: see package)
+
     result: Any = call_quietly(
         "adf",
         lambda: adfuller(
@@ -151,6 +151,8 @@ def engle_granger(
         require_choice(autolag, "autolag", ("aic", "bic", "t-stat"))
     if maxlag is not None:
         require_window(maxlag, minimum=0, name="maxlag")
+    from statsmodels.tsa.stattools import coint  # noqa: PLC0415 (lazy: see package)
+
     result: Any = call_quietly(
         "engle_granger",
         lambda: coint(y_arr, x_arr, trend=trend, maxlag=maxlag, autolag=autolag),
@@ -180,6 +182,8 @@ def johansen(prices_2d: ArrayLike, det_order: int = 0, k_ar_diff: int = 1) -> Jo
     matrix = as_float_matrix(
         prices_2d, "prices_2d", min_rows=ADF_MIN_POINTS + lags, min_cols=2, max_cols=12
     )
+    from statsmodels.tsa.vector_ar.vecm import coint_johansen  # noqa: PLC0415 (lazy)
+
     result: Any = call_quietly("johansen", lambda: coint_johansen(matrix, det_order, lags))
     fields = {
         "trace_stat": result.lr1,
