@@ -61,7 +61,6 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import lfilter
 
 from spreadbus.bus.codec import Tick, epoch_ms
 from spreadbus.config import parse_pair
@@ -445,6 +444,10 @@ class SimMarket:
             path += self._log_anchor[k]
             self._log_anchor[k] = path[-1]
             log_anchors[k] = path
+        # imported here: scipy.signal costs ~1 s to import, and the web imports this module
+        # (research.datasets -> gateway.replay) without ever simulating
+        from scipy.signal import lfilter  # noqa: PLC0415
+
         spreads = np.empty((len(self._tree), n))
         for j in range(len(self._tree)):
             eps = self._innov[j] * rng.standard_normal(n)
