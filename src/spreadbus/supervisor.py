@@ -3,9 +3,10 @@
 Children run in their own session, so a Ctrl-C in the terminal reaches only the supervisor,
 which then stops them in order (producers first, the logger last, Redis after everything).
 Each child also asks the kernel for SIGTERM if the supervisor dies (PR_SET_PDEATHSIG), so even
-``kill -9`` of ``up`` leaves no orphans. A crashed child is restarted with capped exponential
-backoff; a child that ran for a while gets its backoff reset. A child that exits with 2 (a bad
-setting: restarting cannot help) is stopped for good, with its reason. The embedded Redis is
+``kill -9`` of ``up`` leaves no orphans. A crashed child is restarted at once the first time,
+then with capped exponential backoff (1 s, 2 s, ...); a child that ran for a while counts its
+next crash as a first one again. A child that exits with 2 (a bad setting: restarting cannot
+help) is stopped for good, with its reason. The embedded Redis is
 watched too: if it dies it is restarted on its own files (same port, password and AOF), and the
 services reconnect by themselves. An external Redis is checked for the TimeSeries module first.
 The status line shows each service's state from its heartbeat (:mod:`spreadbus.bus.health`).
@@ -36,7 +37,8 @@ from spreadbus.config import Settings
 from spreadbus.proc import die_with_parent, terminate
 from spreadbus.services import SERVICES, STOP_ORDER
 
-BACKOFF_FIRST = 1.0
+FIRST_RESTART_S = 0.0  # a crash after a good run: back at once (a kill -9 costs no wait)
+BACKOFF_FIRST = 1.0  # the wait before the second restart of a crash loop; doubling from here
 BACKOFF_CAP = 30.0
 STABLE_AFTER = 30.0  # seconds of uptime after which a crash counts as a fresh first crash
 STOP_TIMEOUT = 20.0
@@ -78,7 +80,7 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
-    backoff: float = BACKOFF_FIRST
+    backoff: float = FIRST_RESTART_S
     restart_at: float | None = None
     history: list[int] = field(default_factory=list)  # exit codes, newest last
     given_up: str | None = None  # why it is not restarted any more
@@ -248,13 +250,13 @@ class Supervisor:
                 )
                 return
             if now - child.started_at > STABLE_AFTER:
-                child.backoff = BACKOFF_FIRST
+                child.backoff = FIRST_RESTART_S
             child.restart_at = now + child.backoff
             self.say(
                 f"[yellow]{child.name:<8} exited with code {code}; restarting in "
                 f"{child.backoff:.0f} s (restart {child.restarts + 1}, see {child.log_path})[/]"
             )
-            child.backoff = min(child.backoff * 2, BACKOFF_CAP)
+            child.backoff = min(max(child.backoff * 2, BACKOFF_FIRST), BACKOFF_CAP)
         elif child.restart_at is not None and now >= child.restart_at:
             child.restarts += 1
             self._start(child, env)

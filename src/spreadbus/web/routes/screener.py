@@ -18,7 +18,6 @@ from spreadbus.analytics import AnalyticsInputError
 from spreadbus.archivist.layout import archive_root
 from spreadbus.config import SYMBOL_RE
 from spreadbus.research import datasets, history
-from spreadbus.research.screener import screen
 from spreadbus.web.deps import AppSettings, Client
 from spreadbus.web.errors import NOT_FOUND
 from spreadbus.web.routes.numbers import Integer, Number
@@ -102,6 +101,9 @@ async def run_screener(
     body: ScreenerRequest, client: Client, settings: AppSettings
 ) -> ScreenerResult:
     """Every pair of the universe, best (lowest Engle-Granger p-value) first."""
+    # imported here: statsmodels costs a second of the web's start (and of its restart)
+    from spreadbus.research.screener import screen  # noqa: PLC0415
+
     try:
         if body.dataset is not None:
             root = datasets.datasets_root(settings.data_dir)
