@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ._research import csv_of, legs, upload
+from ._research import assert_dropdown_looks_like_select, csv_of, legs, upload
 from .conftest import Console, Stack, screenshot, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -30,6 +30,7 @@ def test_screener_ranks_then_watch_adds_to_the_overview(
         tab.wait_for_selector("#sc-run", timeout=45_000)
         tab.click("text=dataset")
         wait_for(lambda: "universe.csv" in tab.inner_text("#sc-dataset"), 20, "the dataset")
+        assert_dropdown_looks_like_select(tab, "#sc-dataset", "#sc-hours")  # a dbc.Input
         tab.click("#sc-run")
         tab.wait_for_selector("#sc-results tbody tr[data-pair]", timeout=30_000)
         shown = tab.eval_on_selector_all(
