@@ -25,6 +25,7 @@ from typing import Final
 from spreadbus.bus.codec import Tick, epoch_ms
 from spreadbus.bus.service import EventLog
 from spreadbus.bus.ticks import SymbolBatch, TickWriter, WriteError, WriteResult, error_kind
+from spreadbus.gateway.ackaudit import AckAudit, Written
 from spreadbus.gateway.binance import (
     ControlReply,
     FrameError,
@@ -98,6 +99,10 @@ class Ingest:
         self._buffered = 0
         self._first_pending_at = 0.0
         self.notices: dict[str, str] = {}  # standing warnings shown in health, by name
+        # what Redis acknowledged lately, to find the writes a failover lost (ackaudit.py)
+        self.audit = AckAudit()
+        self._acked_before_outage: dict[str, list[Written]] | None = None
+        self._audits: set[asyncio.Task[None]] = set()
         self.write_errors: Counter[str] = Counter()  # failed writes by kind (error_kind)
         self._failing_since_ms: float | None = None  # first failure of the current outage
         self._last_write_error = ""
@@ -307,7 +312,9 @@ class Ingest:
             result = await self.writer.write(batches)
         except WriteError as exc:
             # the symbols that did go through are written exactly once: count them, keep the rest
-            self._count(exc.result, {s: b for s, b in batches.items() if s not in exc.failed})
+            went = {s: b for s, b in batches.items() if s not in exc.failed}
+            self._count(exc.result, went)
+            self.audit.acked(went)
             self._keep({s: b for s, b in batches.items() if s in exc.failed})
             raise
         except BaseException:
@@ -319,6 +326,7 @@ class Ingest:
         if oldest is not None:
             self.flush_delay.add(epoch_ms() - oldest)
         self._count(result, batches, settles_unsure=True)
+        self.audit.acked(batches)
         self.counters["flushes"] += 1
         return result
 
@@ -352,6 +360,7 @@ class Ingest:
         total = self.counters["write_errors"]
         if self._failing_since_ms is None:
             self._failing_since_ms = epoch_ms()
+            self._acked_before_outage = self.audit.take()
             self.log.error("redis write failed; batch kept, retrying", kind=kind, error=str(exc))
         elif total & (total - 1) == 0:  # then at powers of two
             self.log.error("redis writes still failing", kind=kind, error=str(exc), total=total)
@@ -366,6 +375,33 @@ class Ingest:
             lost=self.counters["lost"],
         )
         self._failing_since_ms = None
+        acked, self._acked_before_outage = self._acked_before_outage, None
+        if acked:
+            self._audit(acked)
+
+    def _audit(self, acked: dict[str, list[Written]]) -> None:
+        task = asyncio.create_task(self._audit_outage(acked))
+        self._audits.add(task)
+        task.add_done_callback(self._audits.discard)
+
+    async def _audit_outage(self, acked: dict[str, list[Written]]) -> None:
+        """After an outage (or a failover the cluster client rode out): did Redis lose writes
+        it had acknowledged (a primary that died before its replica had them)? Counted as
+        ``acked_lost``, and a notice (health, and an error in the log)."""
+        try:
+            lost = await AckAudit.missing(self.writer.client, acked)
+        except Exception as exc:  # the audit never stops the ingest; it says it could not run
+            self.counters["acked_audit_errors"] += 1
+            self.log.warning("acknowledged-write audit failed", error=repr(exc))
+            return
+        self.counters["acked_audits"] += 1
+        if lost:
+            self.counters["acked_lost"] += sum(lost.values())
+            self.notice(
+                "acked_lost",
+                f"{self.counters['acked_lost']} acknowledged ticks lost by Redis since start "
+                f"(a failover before replication); last outage: {lost}",
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush loop: until ``stop``, then one last flush of everything (ghosts included).
@@ -388,6 +424,8 @@ class Ingest:
                 backoff = min(backoff * 2, self.config.retry_max_s)
                 continue
             self._write_resumed()
+            if self.audit.moved(self.writer.client):  # a failover the client rode out alone
+                self._audit(self.audit.take())
             backoff = self.config.retry_first_s
         await self.drain()
 
