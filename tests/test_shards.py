@@ -25,7 +25,12 @@ from spreadbus.config import Settings
 from spreadbus.engine.consumer import load_cursor
 from spreadbus.engine.core import StreamPosition, WriteSet
 from spreadbus.engine.writer import FencedError, SnapshotWriter
-from spreadbus.testing.shards import start_share_process, takes_at_most, until
+from spreadbus.testing.shards import (
+    start_share_process,
+    stop_processes,
+    takes_at_most,
+    until,
+)
 
 pytestmark = pytest.mark.slow
 # Two pairs per share of two (crc32 mod 2); ETHUSDT and XRPUSDT are legs in both shares.
@@ -66,14 +71,6 @@ def start_engine(url: str, instance: str, data_dir: Path) -> subprocess.Popen[by
     return start_share_process(
         "engine", url, instance, data_dir, extra_env={"SPREADBUS_WINDOW": "20"}
     )
-
-
-def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    for process in processes.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGCONT)  # a frozen one must be able to stop
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(20) == 0
 
 
 async def two_started_shares(
@@ -167,7 +164,7 @@ async def test_killing_one_of_two_engines_hands_its_pairs_over_exactly_once(
         await hand_share_0_over(aredis, engines, signal.SIGKILL)
         await check_exactly_once(aredis)  # once the survivor has read everything
     finally:
-        stop_all(engines)
+        stop_processes(engines)
 
 
 async def test_a_frozen_engine_stores_no_late_batch_on_a_cluster(
@@ -201,7 +198,7 @@ async def test_a_frozen_engine_stores_no_late_batch_on_a_cluster(
         assert await load_cursor(client, keys.engine_share_cursor(0, 2)) == taken_over
         await check_exactly_once(client)
     finally:
-        stop_all(engines)
+        stop_processes(engines)
         await client.aclose()
 
 

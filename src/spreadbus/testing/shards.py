@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -65,3 +66,13 @@ def start_share_process(
         return subprocess.Popen(
             [sys.executable, "-m", "spreadbus", kind], env=env, stdout=log, stderr=log
         )
+
+
+def stop_processes(processes: Mapping[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process still running (continued first, in case a test froze it); each
+    must stop cleanly (exit code 0) within 20 s."""
+    for name, process in processes.items():
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(20) == 0, f"{name} did not stop cleanly"
