@@ -239,6 +239,7 @@ class QuantEngine:
     async def _store(self, out: WriteSet, entries: int, began: float) -> None:
         written = time.perf_counter()
         if out:
+            self.counters["pair_updates"] += len(out.pair_fields)  # pairs a batch moved
             try:
                 await self.writer.write(out)
             except WriteError as exc:  # stored, except the commands Redis refused
