@@ -12,6 +12,7 @@ flush: the final drain writes them, inside the measurement.
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import subprocess
@@ -69,13 +70,19 @@ def run() -> list[dict[str, Any]]:
         for name, results in runs.items()
     }
     case = f"50 symbols, {TICKS:,} frames, no network"
-    for metric, key in (("process CPU per tick", "process_us"), ("Redis CPU per tick", "redis_us")):
-        rows.append({"case": case, "metric": metric, "value": median["ours"][key], "unit": "us"})
+    for metric, key, unit in (
+        ("process CPU per tick", "process_us", "us"),
+        ("Redis CPU per tick", "redis_us", "us"),
+        ("longest collector pause", "gc_max_ms", "ms"),
+        ("collector time, whole run", "gc_total_ms", "ms"),
+    ):
+        rows.append({"case": case, "metric": metric, "value": median["ours"][key], "unit": unit})
         for label in BASELINES:
             rows.append({"case": f"{case}, ours / {label}", "metric": metric,
-                         "value": median["ours"][key], "unit": "us",
+                         "value": median["ours"][key], "unit": unit,
                          "reference": median[label][key],
-                         "ratio": median["ours"][key] / median[label][key]})  # fmt: skip
+                         "ratio": median["ours"][key] / median[label][key]
+                         if median[label][key] else math.nan})  # fmt: skip
     return rows
 
 

@@ -2,13 +2,19 @@
 into :class:`~spreadbus.gateway.ingest.Ingest` (parse, dedupe, ghost, batch) and flushed to
 Redis with the gateway's writer, no WebSocket in front. Run as
 ``python -m bench.gateway_core URL COUNT FIRST_ID`` with whichever ``spreadbus`` is first on
-``PYTHONPATH``; prints JSON: this process's and Redis's CPU microseconds per tick."""
+``PYTHONPATH``; prints JSON: this process's and Redis's CPU microseconds per tick, and the
+cyclic collector's longest pause and total time during the run (the service's collector
+settings, :mod:`spreadbus.heap`, applied as the gateway does once ready; a tree without them
+runs with CPython's)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import sys
 import time
+from typing import Any
 
 import orjson
 import redis
@@ -34,6 +40,20 @@ async def main(url: str, count: int, first_id: int) -> dict[str, float]:
     config = IngestConfig()
     ingest = Ingest(writer, GhostVenue(GhostConfig(), 1), EventLog("gateway"), config, set(SYMBOLS))
     frames = build_agg_trade_frames(SYMBOLS, count, first_agg_id=first_id)
+    with contextlib.suppress(ImportError):  # a baseline tree from before spreadbus.heap
+        from spreadbus import heap
+
+        heap.settle()
+    pauses_ms: list[float] = []
+    began = [0.0]
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses_ms.append((time.perf_counter() - began[0]) * 1000.0)
+
+    gc.callbacks.append(timed)
     cpu, server = time.process_time(), redis_cpu_s(sync)
     for start in range(0, count, FRAMES_PER_FLUSH):
         for frame in frames[start : start + FRAMES_PER_FLUSH]:
@@ -41,10 +61,16 @@ async def main(url: str, count: int, first_id: int) -> dict[str, float]:
         await ingest.flush()
     await ingest.drain()
     cpu, server = time.process_time() - cpu, redis_cpu_s(sync) - server
+    gc.callbacks.remove(timed)
     await client.aclose()
     if ingest.counters["published"] != count or ingest.counters["ghost_published"] != count:
         raise SystemExit(f"published {dict(ingest.counters)} of {count}")
-    return {"process_us": cpu / count * 1e6, "redis_us": server / count * 1e6}
+    return {
+        "process_us": cpu / count * 1e6,
+        "redis_us": server / count * 1e6,
+        "gc_max_ms": max(pauses_ms, default=0.0),
+        "gc_total_ms": sum(pauses_ms),
+    }
 
 
 if __name__ == "__main__":

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
 
+from spreadbus import heap
+from spreadbus.analytics import load_fitting_libraries
 from spreadbus.bus import keys
 from spreadbus.bus.codec import epoch_ms
 from spreadbus.bus.configstore import ConfigWatcher, load_pairs, symbols_of
@@ -122,6 +123,8 @@ class QuantEngine:
     async def _start(self) -> None:
         """Build the state from Redis: config, cursors, warm windows, alert states."""
         await self.writer.prepare()
+        # in a thread: the heartbeat keeps beating through the second or so it takes
+        await asyncio.to_thread(load_fitting_libraries)
         if self.legacy_cursor_key and await self.writer.adopt(self.legacy_cursor_key):
             self.log.warning(
                 "share cursor moved to its lease's slot (fenced on a cluster too)",
@@ -136,9 +139,7 @@ class QuantEngine:
             rules=len(self.core.alerts.rules), window=self.settings.window,
             warm=dict(sorted(self.warm_sources.items())),
         )  # fmt: skip
-        # Everything built so far (modules, warm windows) lives as long as the process: move
-        # it out of the collector's sight, so a full collection does not scan it mid-batch.
-        gc.freeze()
+        heap.settle()  # what is built lives as long as the process (spreadbus.heap)
         self.ready.set()
 
     async def _recover(self, stop: asyncio.Event, error: BaseException) -> None:

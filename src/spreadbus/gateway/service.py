@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 from redis.typing import EncodableT, FieldT
 
+from spreadbus import heap
 from spreadbus.bus import keys
 from spreadbus.bus.configstore import ConfigWatcher, load_pairs, symbols_of
 from spreadbus.bus.connect import AsyncRedis
@@ -113,6 +114,7 @@ class Gateway:
         await self.ingest.writer.prepare(symbols)
         self.ingest.last_seen.update(await last_trades(self.client, symbols))
         self.log.info("ready", source=self.source, symbols=len(symbols), pairs=len(self.pairs))
+        heap.settle()  # what is built lives as long as the process (spreadbus.heap)
         flush_stop = asyncio.Event()
         # essential tasks: if one ends, the heartbeat says failing (bus/health.py)
         flusher = self.health_state.spawn("flusher", self.ingest.run(flush_stop))
