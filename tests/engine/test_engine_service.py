@@ -20,12 +20,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from spreadbus import analytics as an
-from spreadbus.bus import keys
+from spreadbus.bus import keys, streamid
 from spreadbus.bus.codec import Tick
 from spreadbus.bus.configstore import set_pairs
 from spreadbus.config import Settings
 from spreadbus.engine.alerts import rule_to_json, validate_rule
-from spreadbus.engine.consumer import COUNTS_FIELD, id_ms, load_cursor
+from spreadbus.engine.consumer import COUNTS_FIELD, load_cursor
 from spreadbus.engine.core import history_span
 from spreadbus.engine.rulestore import put_rule
 
@@ -410,7 +410,7 @@ async def _kill_and_restart(
         first.wait(10)
         at_kill = await processed()
         assert 0 < at_kill < total_after and not writer.done()
-        resumed = {s: id_ms(p.last_id) for s, p in (await load_cursor(aredis)).items()}
+        resumed = {s: streamid.ms_of(p.last_id) for s, p in (await load_cursor(aredis)).items()}
         second = start()
         try:
             await writer

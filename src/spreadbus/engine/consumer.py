@@ -58,9 +58,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-id_ms = streamid.ms_of  # the name engine.service imports (stream ids: bus/streamid.py)
-
-
 def cursor_mapping(
     moved: Mapping[str, StreamPosition], counts: Mapping[str, tuple[int, int]]
 ) -> dict[FieldT, EncodableT]:

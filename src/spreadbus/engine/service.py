@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from spreadbus import heap
 from spreadbus.analytics import load_fitting_libraries
-from spreadbus.bus import keys
+from spreadbus.bus import keys, streamid
 from spreadbus.bus.codec import epoch_ms
 from spreadbus.bus.configstore import ConfigWatcher, load_pairs, symbols_of
 from spreadbus.bus.connect import AsyncRedis, is_cluster
@@ -41,7 +41,6 @@ from spreadbus.config import Settings
 from spreadbus.engine.consumer import (
     StreamBatch,
     StreamReader,
-    id_ms,
     load_cursor,
     plan_start,
     reader_client,
@@ -358,7 +357,7 @@ class QuantEngine:
         streams = list(core.positions)
         heads = await stream_heads(self.client, streams)
         lag = {
-            stream: id_ms(heads[stream].last_id) - id_ms(position.last_id)
+            stream: streamid.ms_of(heads[stream].last_id) - streamid.ms_of(position.last_id)
             for stream, position in core.positions.items()
             if stream in heads and position.last_id != "0-0"
         }
