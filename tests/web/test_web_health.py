@@ -180,3 +180,9 @@ async def test_health_lists_each_share_process_with_its_shares(
     assert body["services"]["engine"]["shares"] == sorted(survivor.held)
     assert sorted(survivor.held) == sorted(held["engine"] + held["engine-x"])
     assert body["services"]["engine-x"]["status"] == "stale"
+    # every live member leaves cleanly: the group no longer runs shared, nothing is unheld
+    for name in ("engine", "engine-2"):
+        await groups[name].leave()
+    body = (await api.get("/api/health")).json()
+    assert body["groups"] == {}
+    assert "engine-2" not in body["services"] and "engine-x" not in body["services"]

@@ -95,7 +95,7 @@ class GroupView:
 
 async def group_view(client: AsyncRedis, kind: str) -> GroupView | None:
     """Who holds which share of ``kind``, and which processes are (or were lately) members;
-    None when no process of that kind has run shared lately."""
+    None when no process of that kind runs shared now (none renewing, no lease held)."""
     async with client.pipeline(transaction=False) as pipe:  # one slot: the kind's tag
         pipe.get(keys.lease_shards(kind))
         pipe.zrange(keys.lease_members(kind), 0, -1, withscores=True)
@@ -110,6 +110,8 @@ async def group_view(client: AsyncRedis, kind: str) -> GroupView | None:
         members[name] = members.get(name, False) or expiry_ms > now_ms
     owners: Any = await client.mget([keys.lease(kind, s) for s in range(shards)])
     held = {s: owner_name(o) for s, o in enumerate(owners) if o is not None}
+    if not held and not any(members.values()):
+        return None  # every member left (or died): the kind does not run shared now
     return GroupView(kind, shards, held, members)
 
 
