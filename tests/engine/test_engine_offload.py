@@ -77,11 +77,12 @@ async def test_offloaded_fit_equals_the_library_and_is_applied_on_the_loop() -> 
 
 
 async def test_the_loop_keeps_turning_while_a_fit_computes() -> None:
-    """A job that takes a whole second in the worker: the loop meanwhile runs freely."""
+    """A job that takes two seconds in the worker: the loop meanwhile runs freely (held by
+    the job, it would not turn at all until the job was done)."""
     queue = JobQueue()
     offloader = Offloader(queue.complete)
     queue.offload = offloader.submit
-    slow = Job(PAIR, "ou", 1, partial(time.sleep, 1.0), lambda r: None)
+    slow = Job(PAIR, "ou", 1, partial(time.sleep, 2.0), lambda r: None)
     turns = 0
     try:
         # warm the worker first, so the count below is not the spawn's import time
@@ -96,7 +97,7 @@ async def test_the_loop_keeps_turning_while_a_fit_computes() -> None:
             await asyncio.sleep(0.01)
     finally:
         offloader.close()
-    assert turns >= 20, turns  # 1 s of 10 ms turns: the loop was never held for the fit
+    assert turns >= 10, turns  # up to 200 turns of 10 ms; 10 even on a badly loaded box
 
 
 async def test_a_backlog_keeps_only_the_newest_window_per_pair() -> None:
