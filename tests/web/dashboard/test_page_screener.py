@@ -28,6 +28,11 @@ def test_screener_ranks_then_watch_adds_to_the_overview(
     try:
         tab.goto(stack.url + "/screener")
         tab.wait_for_selector("#sc-run", timeout=45_000)
+        tab.fill("#sc-symbols", "btcusdt")  # one symbol makes no pair: said in words
+        tab.click("#sc-run")
+        tab.wait_for_selector("#sc-problem", timeout=30_000)
+        assert "at least 2 symbols" in tab.inner_text("#sc-problem")
+        tab.fill("#sc-symbols", "")
         tab.click("text=dataset")
         wait_for(lambda: "universe.csv" in tab.inner_text("#sc-dataset"), 20, "the dataset")
         assert_dropdown_looks_like_select(tab, "#sc-dataset", "#sc-hours")  # a dbc.Input

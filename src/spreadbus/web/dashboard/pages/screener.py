@@ -119,6 +119,11 @@ def register(app: Dash, ctx: Context) -> None:
         from spreadbus.web.routes.screener import ScreenerRequest, run_screener  # noqa: PLC0415
 
         names = [s.strip() for s in (symbols or "").split(",") if s.strip()] or None
+        if names is not None and len(names) < 2:
+            return no_update, dbc.Alert(
+                "A screen needs at least 2 symbols (or leave the list empty for every symbol "
+                "with data).", color="warning", className="py-2", id="sc-problem",
+            )  # fmt: skip
         try:
             if source == "dataset":
                 body = ScreenerRequest(dataset=dataset, symbols=names, bar=bar)
@@ -126,8 +131,11 @@ def register(app: Dash, ctx: Context) -> None:
                 body = ScreenerRequest(symbols=names, hours=hours or 24, bar=bar)
             result = await run_screener(body, ctx.client(), ctx.settings)
         except ValidationError as exc:
-            return no_update, dbc.Alert("; ".join(e["msg"] for e in exc.errors()),
-                                        color="warning", className="py-2")  # fmt: skip
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg']}" for e in exc.errors()
+            )
+            return no_update, dbc.Alert(problems, color="warning", className="py-2",
+                                        id="sc-problem")  # fmt: skip
         except HTTPException as exc:
             return no_update, dbc.Alert(str(exc.detail), color="warning", className="py-2",
                                         id="sc-problem")  # fmt: skip
