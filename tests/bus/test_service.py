@@ -15,9 +15,10 @@ import redis
 import redis.asyncio as aioredis
 
 from spreadbus.bus import keys
+from spreadbus.bus.codec import LogEvent
 from spreadbus.bus.connect import AsyncRedis
 from spreadbus.bus.health import HealthState
-from spreadbus.bus.service import EventLog, _lifecycle, check_health
+from spreadbus.bus.service import EventLog, LogPublisher, _lifecycle, check_health
 from spreadbus.config import Settings
 
 
@@ -291,3 +292,42 @@ def test_a_service_whose_close_hangs_is_ended_by_force(redis_url: str) -> None:
     assert process.stderr is not None
     assert b"exiting by force" in process.stderr.read()
     process.stderr.close()
+
+
+class _BreaksOnce:
+    """A real client whose first pipeline fails as redis-py's cluster client did once in a
+    failover (an internal AttributeError, not a Redis error): a fault that cannot be produced
+    on demand, so it is injected; everything else is the real Redis."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self.broken = False
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.broken:
+            self.broken = True
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+        return self.client.pipeline(*args, **kwargs)
+
+
+async def test_the_log_publisher_survives_any_send_failure_and_keeps_its_events(
+    aredis: aioredis.Redis,
+) -> None:
+    publisher = LogPublisher("gateway")
+    publisher.publish(LogEvent("INFO", "gateway", "before the failure", {}))
+    client: Any = _BreaksOnce(aredis)
+    task = asyncio.create_task(publisher.run(client))
+    try:
+        deadline = time.monotonic() + 30
+        while await aredis.xlen(keys.LOG_STREAM) < 1:
+            assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, "the event never reached stream:logs"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    entries: Any = await aredis.xrange(keys.LOG_STREAM)
+    assert (
+        len(entries) == 1 and b"before the failure" in entries[0][1][keys.LOG_STREAM_FIELD.encode()]
+    )
+    assert publisher.send_failures == 1 and "AttributeError" in publisher.last_send_error

@@ -129,7 +129,11 @@ class LogPublisher(logging.Handler):
     never blocking.
 
     ``emit`` only appends to a bounded queue; when Redis is slow or down the oldest events are
-    dropped and counted (``dropped``) rather than stalling the hot path.
+    dropped and counted (``dropped``) rather than stalling the hot path. A failed send of any
+    kind keeps its events for the next attempt and is counted (``send_failures``,
+    ``last_send_error``): besides Redis errors, redis-py's cluster client was seen raising an
+    internal ``AttributeError`` mid-failover, and a publisher that died of it left the service
+    failing for good with its logs silenced.
     """
 
     def __init__(self, service: str) -> None:
@@ -137,6 +141,8 @@ class LogPublisher(logging.Handler):
         self.service = service
         self.queue: collections.deque[bytes] = collections.deque(maxlen=LOG_QUEUE_LIMIT)
         self.dropped = 0
+        self.send_failures = 0
+        self.last_send_error = ""
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -184,8 +190,10 @@ class LogPublisher(logging.Handler):
                     for payload in batch:  # not pipe.publish: refused in a cluster pipeline
                         pipe.execute_command("PUBLISH", keys.CHANNEL_LOGS, payload)
                     await pipe.execute()
-            except (*REDIS_ERRORS, redis.exceptions.ResponseError):
+            except Exception as exc:  # whatever failed, the events are kept (see the class)
                 self.queue.extendleft(reversed(batch))  # keep them for the next attempt
+                self.send_failures += 1
+                self.last_send_error = repr(exc)[:300]
                 await asyncio.sleep(0.5)
                 return
 
@@ -297,6 +305,7 @@ class Heartbeat:
         except Exception as exc:
             verdicts.append(Verdict("failing", f"health() raised {exc!r}"[:300]))
         fields["log_dropped"] = self.publisher.dropped
+        fields["log_send_failures"] = self.publisher.send_failures
         return worst(verdicts), fields
 
     async def beat(self, stopping: bool) -> None:
