@@ -69,7 +69,8 @@ def run() -> list[dict[str, Any]]:
         name: {k: statistics.median(r[k] for r in results) for k in results[0]}
         for name, results in runs.items()
     }
-    case = f"50 symbols, {TICKS:,} frames, no network"
+    flush = os.environ.get("BENCH_GATEWAY_CORE_FLUSH", "400")
+    case = f"50 symbols, {TICKS:,} frames, {flush} a flush, no network"
     for metric, key, unit in (
         ("process CPU per tick", "process_us", "us"),
         ("Redis CPU per tick", "redis_us", "us"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import sys
 import time
 from typing import Any
@@ -29,7 +30,9 @@ from spreadbus.gateway.ingest import Ingest, IngestConfig
 from spreadbus.testing.binance_server import build_agg_trade_frames
 
 SYMBOLS = [f"B{i:02d}USDT" for i in range(50)]
-FRAMES_PER_FLUSH = 400  # about what a 2 ms batch holds at 200k frames/s
+# about what a 2 ms batch holds at 200k frames/s; BENCH_GATEWAY_CORE_FLUSH=20 is a paced
+# 10k/s feed's batch, where a flush's fixed cost (per call and per symbol) shows
+FRAMES_PER_FLUSH = int(os.environ.get("BENCH_GATEWAY_CORE_FLUSH", "400"))
 
 
 async def main(url: str, count: int, first_id: int) -> dict[str, float]:

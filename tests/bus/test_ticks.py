@@ -1,6 +1,7 @@
 """The Redis side of publishing: series and rules, exact candles, idempotency on trade id."""
 
 import random
+import re
 
 import pandas as pd
 import pytest
@@ -165,6 +166,31 @@ async def test_a_call_refused_for_a_missing_series_writes_nothing(aredis: aiored
         [t.trade_ts, float(t.price)]
         for t in {t.trade_ts: t for t in ticks[:100]}.values()  # last trade of each ms
     ]
+
+
+async def test_a_call_of_150_symbols_checks_every_series_and_is_all_or_nothing(
+    aredis: aioredis.Redis,
+) -> None:
+    """One call for 150 symbols checks 1,500 series (more than one EXISTS chunk of the Lua
+    library): a missing one near the end is named and nothing at all is written, not even the
+    first symbol's ticks; once it is back, every symbol gets its ticks and its candles."""
+    symbols = [f"S{i:03d}USDT" for i in range(150)]
+    ticks = {s: make_ticks(s, 3, seed=i) for i, s in enumerate(symbols)}
+    writer = TickWriter(aredis)
+    await writer.prepare(symbols)
+    gone = keys.candle_series(symbols[140], "volume")  # past the first 1,000 series keys
+    await aredis.delete(gone)
+    names, values = _call_arguments([(s, SymbolBatch(t, [])) for s, t in ticks.items()])
+    named = re.escape(f"SPREADBUS_MISSING_SERIES {gone}")
+    with pytest.raises(redis.exceptions.ResponseError, match=named):
+        await aredis.execute_command("FCALL", FUNCTION_NAME, len(names), *names, *values)
+    assert [await aredis.exists(keys.tick_stream(s)) for s in symbols] == [0] * 150
+    await ensure_symbol_series(aredis, symbols[140])
+    result = await writer.write({s: SymbolBatch(t, []) for s, t in ticks.items()})
+    assert (result.added, result.duplicates, result.refused_samples) == (450, 0, 0)
+    for symbol in (symbols[0], symbols[140], symbols[-1]):
+        got, want = await read_candles(aredis, symbol), candles_from_ticks(ticks[symbol])
+        assert got[["open", "high", "low", "close"]].equals(want[["open", "high", "low", "close"]])
 
 
 @pytest.mark.parametrize(

@@ -114,9 +114,9 @@ local function add_tick(acc, ms, price_text, qty_text)
   end
 end
 
--- Write the samples into the series KEYS 3..7 whose flag in ``only`` is true (nil: all)
-local function add_samples(keys, acc, only)
-  local args = {}
+-- The samples for the series KEYS 3..7 whose flag in ``only`` is true (nil: all), appended
+-- to ``args`` as TS.MADD arguments (key, ms, value, ...)
+local function sample_args(keys, acc, only, args)
   local function put(slot, ms, value)
     if only == nil or only[slot] then
       args[#args + 1] = keys[slot]; args[#args + 1] = ms; args[#args + 1] = value
@@ -129,26 +129,45 @@ local function add_samples(keys, acc, only)
     put(6, m[3], m[5])
     put(7, m[3], string.format('%.17g', m[6]))
   end
-  if #args == 0 then return 0 end
-  return madd(args)
+  return args
 end
 
--- Nothing is written unless every key of the call can take its part.
-local function check_keys(keys, first)
-  for slot = 1, 2 do
-    local kind = redis.call('TYPE', keys[first + slot])['ok']
-    if kind ~= 'stream' and kind ~= 'none' then return 'SPREADBUS_WRONG_TYPE ' .. keys[first + slot] end
-  end
-  for _, slot in ipairs(SERIES_KEYS) do
-    local kind = redis.call('TYPE', keys[first + slot])['ok']
-    if kind == 'none' then return 'SPREADBUS_MISSING_SERIES ' .. keys[first + slot] end
-    if kind ~= 'TSDB-TYPE' then return 'SPREADBUS_WRONG_TYPE ' .. keys[first + slot] end
+-- Nothing is written unless every key the call writes can take its part: the streams it adds
+-- to must be streams (or not exist yet), and for a symbol with real ticks all ten series must
+-- exist. A redis.call from Lua costs far more than the command itself (twelve TYPE calls a
+-- symbol were most of a small flush's time), so the series of every symbol of the call are
+-- checked by one EXISTS (all_exist); only when one is missing does the slow path name it. A
+-- series key of the wrong type (another program wrote there) is not caught here: TS.MADD
+-- refuses its samples, which the reply counts.
+local function check_streams(keys, first, real, ghosts)
+  for slot, count in ipairs({real, ghosts}) do
+    if count > 0 then
+      local kind = redis.call('TYPE', keys[first + slot])['ok']
+      if kind ~= 'stream' and kind ~= 'none' then return 'SPREADBUS_WRONG_TYPE ' .. keys[first + slot] end
+    end
   end
   return nil
 end
 
--- XADD the R real ticks at args[p .. p + 5R - 1]; returns added, duplicates, samples refused
-local function add_real(keys, name, args, p, count)
+local EXISTS_CHUNK = 1000  -- keys per EXISTS: under Lua's unpack limit
+
+local function all_exist(series)
+  local found = 0
+  for first = 1, #series, EXISTS_CHUNK do
+    found = found + redis.call('EXISTS', unpack(series, first, math.min(#series, first + EXISTS_CHUNK - 1)))
+  end
+  if found == #series then return nil end
+  for _, key in ipairs(series) do
+    local kind = redis.call('TYPE', key)['ok']
+    if kind == 'none' then return 'SPREADBUS_MISSING_SERIES ' .. key end
+    if kind ~= 'TSDB-TYPE' then return 'SPREADBUS_WRONG_TYPE ' .. key end
+  end
+  return nil  -- a key listed twice: counted once by EXISTS, and every one is there
+end
+
+-- XADD the R real ticks at args[p .. p + 5R - 1], their samples appended to ``samples``;
+-- returns added, duplicates
+local function add_real(keys, name, args, p, count, samples)
   local added, dupes = 0, 0
   local acc = new_samples()
   for i = p, p + 5 * (count - 1), 5 do
@@ -162,9 +181,8 @@ local function add_real(keys, name, args, p, count)
       add_tick(acc, ms, args[i + 2], args[i + 3])
     end
   end
-  local refused = 0
-  if added > 0 then refused = add_samples(keys, acc, nil) end
-  return added, dupes, refused
+  if added > 0 then sample_args(keys, acc, nil, samples) end
+  return added, dupes
 end
 
 local function add_ghosts(keys, name, args, p, count)
@@ -183,19 +201,26 @@ local function publish_ticks(keys, args)
   end
   -- first pass: counts and keys of every symbol, before anything is written
   local p = 2
+  local series = {}
   for k = 0, #keys - 1, KEYS_PER_SYMBOL do
     local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
     if real == nil or ghosts == nil or p + 3 + REAL_ARGS * real + GHOST_ARGS * ghosts > #args then
       return redis.error_reply('publish_ticks: arguments do not match the tick counts')
     end
-    local problem = check_keys(keys, k)
+    local problem = check_streams(keys, k, real, ghosts)
     if problem ~= nil then return redis.error_reply(problem) end
+    if real > 0 then
+      for _, slot in ipairs(SERIES_KEYS) do series[#series + 1] = keys[k + slot] end
+    end
     p = p + 4 + REAL_ARGS * real + GHOST_ARGS * ghosts
   end
   if p ~= #args + 1 then
     return redis.error_reply('publish_ticks: arguments do not match the tick counts')
   end
+  local problem = all_exist(series)
+  if problem ~= nil then return redis.error_reply(problem) end
   local total = {0, 0, 0, 0}
+  local samples = {}  -- every symbol's, for one TS.MADD at the end
   p = 2
   for k = 0, #keys - 1, KEYS_PER_SYMBOL do
     local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
@@ -204,8 +229,8 @@ local function publish_ticks(keys, args)
       keys[k + 6], keys[k + 7]}
     p = p + 4
     if real > 0 then
-      local added, dupes, refused = add_real(symbol_keys, name, args, p, real)
-      total[1], total[2], total[4] = total[1] + added, total[2] + dupes, total[4] + refused
+      local added, dupes = add_real(symbol_keys, name, args, p, real, samples)
+      total[1], total[2] = total[1] + added, total[2] + dupes
       p = p + REAL_ARGS * real
     end
     if ghosts > 0 then
@@ -216,6 +241,7 @@ local function publish_ticks(keys, args)
     if cut ~= '' then redis.call('XTRIM', keys[k + 1], 'MINID', '~', cut) end
     if ghost_cut ~= '' then redis.call('XTRIM', keys[k + 2], 'MINID', '~', ghost_cut) end
   end
+  if #samples > 0 then total[4] = madd(samples) end
   return total
 end
 
@@ -244,7 +270,8 @@ local function refill_sources(keys, args)
     local ms, price, qty = entry_sample(name, entry)
     if ms ~= nil and price ~= nil and qty ~= nil then add_tick(acc, ms, price, qty) end
   end
-  add_samples(keys, acc, only)
+  local samples = sample_args(keys, acc, only, {})
+  if #samples > 0 then madd(samples) end
   return #entries
 end
 
