@@ -110,6 +110,22 @@ class Market:
         return batches
 
 
+def engine_env(
+    redis_url: str, data_dir: Path, pairs: list[str], heartbeat_s: float
+) -> dict[str, str]:
+    """The environment of a benchmarked ``spreadbus engine``: none of this shell's own
+    ``SPREADBUS_`` settings, the bench's Redis, data folder and pairs, errors on the console."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SPREADBUS_")},
+        "SPREADBUS_REDIS_URL": redis_url,
+        "SPREADBUS_DATA_DIR": str(data_dir),
+        "SPREADBUS_PAIRS": ",".join(pairs),
+        "SPREADBUS_HEARTBEAT_INTERVAL": str(heartbeat_s),
+        "SPREADBUS_LOG_LEVEL": "INFO",
+        "SPREADBUS_CONSOLE_LEVEL": "ERROR",
+    }
+
+
 async def write_history(writer: TickWriter, market: Market, start_ms: int) -> int:
     """``HISTORY_S`` seconds before ``start_ms`` at 2 ticks/s per symbol (real only)."""
     written = 0
@@ -164,15 +180,7 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
         market = Market()
         start_ms = int(epoch_ms())
         await write_history(writer, market, start_ms)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SPREADBUS_")},
-            "SPREADBUS_REDIS_URL": server.url,
-            "SPREADBUS_DATA_DIR": str(tmp / "data"),
-            "SPREADBUS_PAIRS": ",".join(PAIRS),
-            "SPREADBUS_HEARTBEAT_INTERVAL": "1",
-            "SPREADBUS_LOG_LEVEL": "INFO",
-            "SPREADBUS_CONSOLE_LEVEL": "ERROR",
-        }
+        env = engine_env(server.url, tmp / "data", PAIRS, heartbeat_s=1.0)
         pubsub = client.pubsub()
         await pubsub.subscribe(keys.CHANNEL_LOGS)
         engine = subprocess.Popen([sys.executable, "-m", "spreadbus", "engine"], env=env)

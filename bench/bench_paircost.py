@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from typing import Any, Final
 import redis
 import redis.asyncio as aioredis
 
-from bench.bench_engine import SYMBOLS, Market, write_history
+from bench.bench_engine import SYMBOLS, Market, engine_env, write_history
 from bench.cpu import process_cpu_s, redis_cpu_s
 from spreadbus.bus import keys
 from spreadbus.bus.codec import epoch_ms
@@ -102,14 +101,7 @@ async def _case(
 ) -> dict[str, float]:
     # start at the stream heads, with this case's pairs (config:pairs wins over the setting)
     await client.delete(keys.engine_cursor(), keys.health("engine"), keys.CONFIG_PAIRS)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SPREADBUS_")},
-        "SPREADBUS_REDIS_URL": server.url,
-        "SPREADBUS_DATA_DIR": str(tmp / "data"),
-        "SPREADBUS_PAIRS": ",".join(pairs),
-        "SPREADBUS_HEARTBEAT_INTERVAL": "0.5",
-        "SPREADBUS_CONSOLE_LEVEL": "ERROR",
-    }
+    env = engine_env(server.url, tmp / "data", pairs, heartbeat_s=0.5)
     engine = subprocess.Popen([sys.executable, "-m", "spreadbus", "engine"], env=env)
     writer = TickWriter(client)
     redis_sync = redis.Redis.from_url(server.url)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from spreadbus.engine import pairstate
 from spreadbus.engine.service import QuantEngine
 from spreadbus.gateway.ghost import GhostConfig, GhostVenue
 from spreadbus.gateway.sim import SimConfig, SimMarket
+from spreadbus.testing.poll import until
 from spreadbus.testing.services import running_service
 
 START_MS = 1_795_314_900_000  # a whole second, 2026-11-22
@@ -199,13 +199,7 @@ async def eventually(
     predicate: Callable[[], Awaitable[object]], within: float = 20.0, what: str = ""
 ) -> object:
     """Poll an async predicate until it returns something true; that value."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
+    return await until(predicate, within, what or repr(predicate))
 
 
 def running_engine(settings: Settings) -> contextlib.AbstractAsyncContextManager[QuantEngine]:

@@ -1,9 +1,9 @@
-"""Test helpers for share groups: processes of one kind started with ``--shard auto``, and a
-wait for a condition with a deadline (the shard tests of engines, gateways and back-fill)."""
+"""Test helpers for share groups: processes of one kind started with ``--shard auto``, and how
+long a condition takes (the shard tests of engines, gateways and back-fill). ``until`` is
+:func:`spreadbus.testing.poll.until`, re-exported for them."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -13,20 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from spreadbus.testing.poll import until
+
 Kind = Literal["engine", "gateway"]
 # SPREADBUS_<this> says how many shares the group splits into
 _COUNT_SETTING: dict[Kind, str] = {"engine": "SPREADBUS_ENGINES", "gateway": "SPREADBUS_GATEWAYS"}
-
-
-async def until(condition: Callable[[], Awaitable[Any]], timeout_s: float, what: str) -> Any:
-    """The first true value of ``condition``, polled every 50 ms; fails after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = await condition()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 async def takes_at_most(
