@@ -23,6 +23,7 @@ from spreadbus.bus import keys
 from spreadbus.bus.configstore import ConfigWatcher, load_pairs, symbols_of
 from spreadbus.bus.connect import AsyncRedis
 from spreadbus.bus.health import HealthState
+from spreadbus.bus.lease import member_name
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
 from spreadbus.bus.ticks import TickWriter, last_trades
 from spreadbus.config import Settings
@@ -93,8 +94,7 @@ class Gateway:
         # --shard auto / up --gateways N: only the symbols of the shares this process holds
         sharded = settings.shard == "auto" or settings.gateways > 1
         self.shares = SymbolShares(settings, client, log) if sharded else None
-        if settings.instance:
-            self.name = f"gateway-{settings.instance}"
+        self.name = member_name("gateway", settings.instance)
         self._market: SimMarket | None = None
 
     async def _load_symbols(self) -> list[str]:
@@ -319,5 +319,4 @@ class Gateway:
 
 
 def main(settings: Settings) -> int:
-    name = f"gateway-{settings.instance}" if settings.instance else "gateway"
-    return run_service(Gateway, name, settings)
+    return run_service(Gateway, member_name("gateway", settings.instance), settings)
