@@ -1,6 +1,7 @@
-"""Tick downloads read the archive a batch at a time: over a day file of many row groups, and
-a day of several parts (the reader's merge), they equal the archive reader's answer, each
-real tick once, ghosts excluded, and the stream continues after the newest archived id."""
+"""Tick downloads read the archive a batch at a time: over a day file of many row groups, a
+day of several parts that follow each other (streamed part by part) and one of interleaved
+parts (the reader's merge), they equal the archive reader's answer, each real tick once,
+ghosts excluded, and the stream continues after the newest archived id."""
 
 from __future__ import annotations
 
@@ -58,7 +59,10 @@ async def _collect(client: aioredis.Redis, archive: Path, lo: int, hi: int) -> l
             for row in chunk]  # fmt: skip
 
 
-@pytest.mark.parametrize("layout", ["one part, row groups of 64", "two overlapping parts"])
+@pytest.mark.parametrize(
+    "layout",
+    ["one part, row groups of 64", "three parts in sequence", "two overlapping parts"],
+)
 async def test_archive_streams_equal_the_reader_and_join_the_stream_once(
     aredis: aioredis.Redis,
     data_dir: Path,
@@ -70,6 +74,10 @@ async def test_archive_streams_equal_the_reader_and_join_the_stream_once(
     ticks = [_tick(i) for i in range(1000)]
     if layout.startswith("one"):
         _write(archive, ticks[:700], 1, 64)
+    elif layout.startswith("three"):  # today's batches before compaction, listed out of order
+        _write(archive, ticks[300:520], 3, 64)
+        _write(archive, ticks[:300], 1, 64)
+        _write(archive, ticks[520:700], 7, 64)
     else:  # a batch written again after a crash: 500-599 in both parts
         _write(archive, ticks[:600], 1, 1_000_000)
         _write(archive, ticks[500:700], 2, 1_000_000)
@@ -94,5 +102,6 @@ async def test_archive_streams_equal_the_reader_and_join_the_stream_once(
     assert [(r[0], r[3], r[4], r[6]) for r in got] == [
         (f"{t.trade_ts}-{t.trade_id}", t.price, t.qty, t.trade_ts) for t in in_range
     ]
-    # one part streams (never read whole); several parts go through the reader's merge
+    # parts that follow each other stream (never read whole); interleaved ones (a repeated
+    # batch) go through the reader's merge
     assert bool(whole_day_reads) == layout.startswith("two")

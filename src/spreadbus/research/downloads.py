@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -71,28 +72,55 @@ def _day_parts(archive_dir: Path, symbol: str, date: str) -> list[Path]:
         return []
 
 
+StreamKey = tuple[int, int]  # a stream id as (ms, sequence)
+
+
+def _real_id_range(path: Path) -> tuple[StreamKey, StreamKey] | None:
+    """The oldest and newest stream id of a part's real ticks (None: it has none). Reads two
+    columns a batch at a time: memory does not grow with the part's size."""
+    oldest: StreamKey | None = None
+    newest: StreamKey | None = None
+    for batch in _parquet(path).iter_batches(CHUNK, columns=["venue", "stream_id"]):
+        ids = pc.filter(batch.column("stream_id"), pc.not_equal(batch.column("venue"), GHOST))
+        if len(ids) == 0:
+            continue
+        # "<ms>-<seq>", or a bare "<ms>" (sequence 0, as streamid.parse reads it)
+        parts = pc.split_pattern(pc.binary_join_element_wise(ids, "0", "-"), "-")
+        ms = pc.cast(pc.list_element(parts, 0), pa.int64()).to_numpy()
+        seq = pc.cast(pc.list_element(parts, 1), pa.int64()).to_numpy()
+        order = np.lexsort((seq, ms))
+        low, high = int(order[0]), int(order[-1])
+        first, last = (int(ms[low]), int(seq[low])), (int(ms[high]), int(seq[high]))
+        oldest = first if oldest is None else min(oldest, first)
+        newest = last if newest is None else max(newest, last)
+    return None if oldest is None or newest is None else (oldest, newest)
+
+
 def _tick_seam(archive_dir: Path, symbol: str, dates: list[str]) -> str | None:
-    """The newest archived stream id of the symbol's real ticks (None: nothing archived).
-    Reads two columns a batch at a time: memory does not grow with the day's size."""
+    """The newest archived stream id of the symbol's real ticks (None: nothing archived)."""
     for date in reversed(dates):
-        newest: tuple[int, int] | None = None
-        for path in _day_parts(archive_dir, symbol, date):
-            for batch in _parquet(path).iter_batches(CHUNK, columns=["venue", "stream_id"]):
-                ids = pc.filter(
-                    batch.column("stream_id"), pc.not_equal(batch.column("venue"), GHOST)
-                )
-                if len(ids) == 0:
-                    continue
-                # "<ms>-<seq>", or a bare "<ms>" (sequence 0, as streamid.parse reads it)
-                parts = pc.split_pattern(pc.binary_join_element_wise(ids, "0", "-"), "-")
-                ms = pc.cast(pc.list_element(parts, 0), pa.int64()).to_numpy()
-                seq = pc.cast(pc.list_element(parts, 1), pa.int64()).to_numpy()
-                best = int(np.lexsort((seq, ms))[-1])
-                found = (int(ms[best]), int(seq[best]))
-                newest = found if newest is None else max(newest, found)
+        ranges = [_real_id_range(path) for path in _day_parts(archive_dir, symbol, date)]
+        newest = max((r[1] for r in ranges if r is not None), default=None)
         if newest is not None:
             return f"{newest[0]}-{newest[1]}"
     return None
+
+
+def _in_sequence(parts: list[Path]) -> list[Path] | None:
+    """The parts in stream-id order if their real ticks do not interleave (each part's oldest
+    id after the previous part's newest: batches the archivist wrote one after another), so
+    streaming them in turn equals the reader's merge; None if they do (a batch written again
+    after a crash), and only the merge removes the repeats."""
+    ranges = []
+    for path in parts:
+        found = _real_id_range(path)
+        if found is not None:
+            ranges.append((found, path))
+    ranges.sort()
+    for (before, _), (after, _) in itertools.pairwise(ranges):
+        if after[0] <= before[1]:
+            return None
+    return [path for _, path in ranges]
 
 
 def _parquet(path: Path) -> pq.ParquetFile:
@@ -104,20 +132,29 @@ def _archive_day(
     archive_dir: Path, symbol: str, date: str, lo: int, hi: int
 ) -> Iterator[pd.DataFrame]:
     """The day's real ticks with ``lo <= ts < hi`` in trade order, as frames of at most
-    :data:`CHUNK` rows. A day of one part (compacted, or a single batch: sorted, each entry
-    once) streams a batch at a time, skipping row groups outside the range; a day of several
-    parts needs the reader's merge (dedupe across parts) and is read whole, as is a day
-    compacted between listing and opening (the reader lists again)."""
-    parts = _day_parts(archive_dir, symbol, date)
+    :data:`CHUNK` rows. A part (compacted, or a single batch) is sorted with each entry once,
+    so a day of one part, or of several whose real ticks do not interleave (today's batches
+    before their compaction, :func:`_in_sequence`), streams a part and a batch at a time,
+    skipping row groups outside the range. Parts that interleave (a batch written again
+    after a crash) need the reader's merge to drop the repeats and are read whole, as is a
+    day compacted between listing and opening (the reader lists again)."""
+    listed = _day_parts(archive_dir, symbol, date)
     try:
-        source = _parquet(parts[0]) if len(parts) == 1 else None
+        parts = listed if len(listed) == 1 else _in_sequence(listed) if listed else None
+        sources = None if parts is None else [_parquet(path) for path in parts]
     except FileNotFoundError:  # compacted between listing and opening
-        source = None
-    if source is None:
+        sources = None
+    if sources is None:
         frame = _real(read_ticks(archive_dir, symbol, lo, hi))
         for offset in range(0, len(frame), CHUNK):
             yield frame.iloc[offset : offset + CHUNK]
         return
+    for source in sources:
+        yield from _part_frames(source, lo, hi)
+
+
+def _part_frames(source: pq.ParquetFile, lo: int, hi: int) -> Iterator[pd.DataFrame]:
+    """One part's real ticks with ``lo <= ts < hi``, a batch at a time."""
     schema = SCHEMAS["ticks"]
     ts_index = source.schema_arrow.get_field_index("ts")
     groups = []
