@@ -8,12 +8,13 @@ worker is a real SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,18 @@ def ou_job(seed: int, bar_ms: int, results: list[tuple[int, dict[str, float]]]) 
     return Job(PAIR, "ou", bar_ms, compute, lambda r: results.append((bar_ms, r)))
 
 
+@contextlib.contextmanager
+def pooled_queue() -> Iterator[tuple[JobQueue, Offloader]]:
+    """A job queue whose offloadable jobs go to a real worker process, stopped on exit."""
+    queue = JobQueue()
+    offloader = Offloader(queue.complete)
+    queue.offload = offloader.submit
+    try:
+        yield queue, offloader
+    finally:
+        offloader.close()
+
+
 async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s  # generous: a spawned worker imports statsmodels
     while not condition():
@@ -54,17 +67,12 @@ async def until(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
 
 
 async def test_offloaded_fit_equals_the_library_and_is_applied_on_the_loop() -> None:
-    queue = JobQueue()
-    offloader = Offloader(queue.complete)
-    queue.offload = offloader.submit
     results: list[tuple[int, dict[str, float]]] = []
-    try:
+    with pooled_queue() as (queue, _):
         queue.add(ou_job(3, 1_000, results))
         assert queue.run(0.003) == []  # handed over, not run here
         await until(lambda: queue.has_completed)
         done = queue.run(0.003)
-    finally:
-        offloader.close()
     assert [job.bar_ms for job in done] == [1_000] and queue.failures == 0
     ys, xs = ou_window(3)
     fit = an.ols_hedge(ys, xs)
@@ -79,12 +87,9 @@ async def test_offloaded_fit_equals_the_library_and_is_applied_on_the_loop() -> 
 async def test_the_loop_keeps_turning_while_a_fit_computes() -> None:
     """A job that takes two seconds in the worker: the loop meanwhile runs freely (held by
     the job, it would not turn at all until the job was done)."""
-    queue = JobQueue()
-    offloader = Offloader(queue.complete)
-    queue.offload = offloader.submit
     slow = Job(PAIR, "ou", 1, partial(time.sleep, 2.0), lambda r: None)
     turns = 0
-    try:
+    with pooled_queue() as (queue, _):
         # warm the worker first, so the count below is not the spawn's import time
         queue.add(ou_job(1, 0, []))
         queue.run(0.003)
@@ -95,34 +100,24 @@ async def test_the_loop_keeps_turning_while_a_fit_computes() -> None:
         while not queue.has_completed:
             turns += 1
             await asyncio.sleep(0.01)
-    finally:
-        offloader.close()
     assert turns >= 10, turns  # up to 200 turns of 10 ms; 10 even on a badly loaded box
 
 
 async def test_a_backlog_keeps_only_the_newest_window_per_pair() -> None:
-    queue = JobQueue()
-    offloader = Offloader(queue.complete)
-    queue.offload = offloader.submit
     results: list[tuple[int, dict[str, float]]] = []
-    try:
+    with pooled_queue() as (queue, offloader):
         for bar_ms in range(1_000, 11_000, 1_000):  # ten windows of one pair at once
             queue.add(ou_job(bar_ms, bar_ms, results))
             queue.run(0.003)
         await until(lambda: offloader.busy == 0)
-    finally:
-        offloader.close()
     computed = [bar_ms for bar_ms, _ in results]
     # the first two went to the pool at once (IN_FLIGHT); the rest replaced each other
     assert computed[-1] == 10_000 and len(computed) <= 3, computed
 
 
 async def test_a_killed_worker_is_counted_and_replaced() -> None:
-    queue = JobQueue()
-    offloader = Offloader(queue.complete)
-    queue.offload = offloader.submit
     results: list[tuple[int, dict[str, float]]] = []
-    try:
+    with pooled_queue() as (queue, offloader):
         queue.add(Job(PAIR, "ou", 1, partial(time.sleep, 30.0), lambda r: None))
         queue.run(0.003)
         pool: Any = offloader._pool
@@ -137,8 +132,6 @@ async def test_a_killed_worker_is_counted_and_replaced() -> None:
         queue.add(ou_job(5, 2_000, results))  # a new worker takes the next one
         queue.run(0.003)
         await until(lambda: queue.has_completed)
-    finally:
-        offloader.close()
     assert [bar_ms for bar_ms, _ in results] == [2_000] and queue.failures == 1
 
 
