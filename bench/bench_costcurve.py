@@ -14,9 +14,7 @@ against its same-run reference, never as an absolute. ``BENCH_COSTCURVE_SYMBOLS`
 
 from __future__ import annotations
 
-import asyncio
 import os
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +31,7 @@ from bench.bench_gateway import (
     start_gateway,
     total_ticks,
 )
+from bench.scratch import in_scratch_dir
 from spreadbus.bus.embedded import EmbeddedRedis
 from spreadbus.proc import free_port
 from spreadbus.testing.binance_server import BinanceServer
@@ -88,5 +87,4 @@ async def _run(data: Path) -> list[dict[str, Any]]:
 
 
 def run() -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory(prefix="spreadbus-bench-") as tmp:
-        return asyncio.run(_run(Path(tmp)))
+    return in_scratch_dir(_run)

@@ -32,7 +32,6 @@ import math
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -42,6 +41,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from bench.cpu import process_cpu_s as cpu_seconds  # bench_scaling imports this name
+from bench.scratch import in_scratch_dir
 from bench.wakeup import WakeupProbe
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Tick, epoch_ms
@@ -321,8 +321,7 @@ def _gateway_rows(rate: int, write_ms: list[float]) -> list[dict[str, Any]]:
 
 
 def run() -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory(prefix="spreadbus-bench-") as tmp:
-        return asyncio.run(_run(Path(tmp)))
+    return in_scratch_dir(_run)
 
 
 if __name__ == "__main__":

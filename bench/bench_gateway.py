@@ -25,7 +25,6 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import redis
 
 from bench import cryptofeed_ref
 from bench.cpu import process_cpu_s, redis_cpu_s
+from bench.scratch import in_scratch_dir
 from bench.wakeup import WakeupProbe
 from spreadbus.bus import keys, tickschema
 from spreadbus.bus.codec import Tick
@@ -358,8 +358,7 @@ async def _run(data: Path) -> list[dict[str, Any]]:
 
 
 def run() -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory(prefix="spreadbus-bench-") as tmp:
-        return asyncio.run(_run(Path(tmp)))
+    return in_scratch_dir(_run)
 
 
 if __name__ == "__main__":

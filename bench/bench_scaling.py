@@ -25,7 +25,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +32,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 
 from bench.bench_engine import PAIRS, SYMBOLS, Market, cpu_seconds
+from bench.scratch import in_scratch_dir
 from spreadbus.bus import keys
 from spreadbus.bus.embedded import EmbeddedRedis
 from spreadbus.bus.lease import share_of
@@ -243,8 +243,7 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
 
 
 def run() -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory(prefix="spreadbus-bench-") as tmp:
-        return asyncio.run(_run(Path(tmp)))
+    return in_scratch_dir(_run)
 
 
 if __name__ == "__main__":

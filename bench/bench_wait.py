@@ -11,8 +11,6 @@ same-run ratio of the flush latencies is the cost; the loss it would prevent is 
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -21,6 +19,7 @@ import numpy as np
 from redis.asyncio.cluster import RedisCluster
 
 from bench.bench_engine import SYMBOLS, Market
+from bench.scratch import in_scratch_dir
 from spreadbus.bus.ticks import TickWriter
 from spreadbus.testing.cluster import running_cluster
 
@@ -68,8 +67,7 @@ async def _run(root: Path) -> list[dict[str, Any]]:
 
 
 def run() -> list[dict[str, Any]]:
-    with tempfile.TemporaryDirectory(prefix="spreadbus-bench-") as tmp:
-        return asyncio.run(_run(Path(tmp)))
+    return in_scratch_dir(_run)
 
 
 if __name__ == "__main__":

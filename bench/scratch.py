@@ -1,0 +1,17 @@
+"""Where a benchmark runs: a scratch folder of its own (Redis files, data dir), removed after."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+Rows = list[dict[str, Any]]
+
+
+def in_scratch_dir(main: Callable[[Path], Coroutine[Any, Any, Rows]]) -> Rows:
+    """``asyncio.run(main(folder))`` in a fresh temporary folder; its rows."""
+    with tempfile.TemporaryDirectory(prefix="spreadbus-bench-") as tmp:
+        return asyncio.run(main(Path(tmp)))
