@@ -193,6 +193,33 @@ async def test_a_call_of_150_symbols_checks_every_series_and_is_all_or_nothing(
         assert got[["open", "high", "low", "close"]].equals(want[["open", "high", "low", "close"]])
 
 
+@pytest.mark.parametrize("ghost", [False, True])
+async def test_a_stream_key_of_another_type_is_named_and_nothing_is_written(
+    aredis: aioredis.Redis, ghost: bool
+) -> None:
+    """Every stream a call writes is type-checked before anything is written (by one XREAD a
+    thousand streams, so the key here sits in the second chunk): a key another program made a
+    string is named, no symbol gets a tick, and once it is gone the same batches go in whole."""
+    symbols = [f"W{i:03d}USDT" for i in range(520)]  # 1,040 streams: two XREAD chunks
+    ticks = {s: make_ticks(s, 2, seed=i) for i, s in enumerate(symbols)}
+    ghosts = {s: [t._replace(source="ghost") for t in ticks[s]] for s in symbols}
+    writer = TickWriter(aredis)
+    await writer.prepare(symbols)
+    victim = symbols[510]
+    taken = keys.ghost_stream(victim) if ghost else keys.tick_stream(victim)
+    await aredis.set(taken, "another program's value")
+    batches = {s: SymbolBatch(ticks[s], ghosts[s]) for s in symbols}
+    names, values = _call_arguments(list(batches.items()))
+    named = re.escape(f"SPREADBUS_WRONG_TYPE {taken}")
+    with pytest.raises(redis.exceptions.ResponseError, match=named):
+        await aredis.execute_command("FCALL", FUNCTION_NAME, len(names), *names, *values)
+    written = [keys.tick_stream(s) for s in symbols] + [keys.ghost_stream(s) for s in symbols]
+    assert await aredis.exists(*written) == 1  # the victim's string, nothing else
+    await aredis.delete(taken)
+    result = await writer.write(batches)
+    assert (result.added, result.duplicates, result.ghosts) == (1040, 0, 1040)
+
+
 @pytest.mark.parametrize(
     "deleted",
     [

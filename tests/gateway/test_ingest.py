@@ -79,3 +79,33 @@ async def test_a_burst_goes_out_in_few_flushes_each_carrying_every_symbol(
 async def fcall_count(client: aioredis.Redis) -> int:
     stats = await client.info("commandstats")
     return int(stats.get("cmdstat_fcall", {}).get("calls", 0))
+
+
+async def test_ghosts_go_out_on_their_own_beat_and_every_one_arrives(
+    aredis: aioredis.Redis,
+) -> None:
+    """Real ticks go out within milliseconds; their ghost twins (due at once here) ride along
+    at most every ``ghost_every_ms``: the ghost stream's entries come in clumps at least that
+    far apart (less the spread of a write's latency), while the real ticks' flushes come far
+    more often, and in the end every real tick has its ghost."""
+    every_ms = 60.0
+    config = IngestConfig(max_delay_ms=2, min_delay_ms=0.5, ghost_every_ms=every_ms)
+    ingest = make_ingest(aredis, config)
+    await ingest.writer.prepare(SYMBOLS)
+    stop = asyncio.Event()
+    flusher = asyncio.create_task(ingest.run(stop))
+    try:
+        for trade_id in range(1, 121):  # ~0.6 s of ticks, one every ~5 ms
+            ingest.on_ticks([tick("BTCUSDT", trade_id)])
+            await asyncio.sleep(0.005)
+        ghost_key = keys.ghost_stream("BTCUSDT")
+        assert await wait_for_len(aredis, ghost_key, 120, timeout=10) == 120
+    finally:
+        stop.set()
+        await flusher
+    ghost_ms = sorted({int(i.split(b"-")[0]) for i, _ in await aredis.xrange(ghost_key)})
+    gaps = [b - a for a, b in zip(ghost_ms, ghost_ms[1:], strict=False)]
+    assert min(gaps) >= every_ms - 15, f"ghost writes {gaps} ms apart, beat {every_ms} ms"
+    # the real ticks did not wait for the beat: many more flushes than ghost clumps
+    assert ingest.counters["flushes"] > 3 * len(ghost_ms), (ingest.counters, ghost_ms)
+    assert ingest.counters["ghost_published"] == 120

@@ -114,20 +114,23 @@ local function add_tick(acc, ms, price_text, qty_text)
   end
 end
 
--- The samples for the series KEYS 3..7 whose flag in ``only`` is true (nil: all), appended
--- to ``args`` as TS.MADD arguments (key, ms, value, ...)
-local function sample_args(keys, acc, only, args)
-  local function put(slot, ms, value)
-    if only == nil or only[slot] then
-      args[#args + 1] = keys[slot]; args[#args + 1] = ms; args[#args + 1] = value
-    end
+-- The samples for the series KEYS[k + 3 .. k + 7] whose flag in ``only`` is true (nil: all),
+-- appended to ``args`` as TS.MADD arguments (key, ms, value, ...)
+local function put(args, only, key, slot, ms, value)
+  if only == nil or only[slot] then
+    local n = #args
+    args[n + 1] = key; args[n + 2] = ms; args[n + 3] = value
   end
-  for _, s in ipairs(acc.per_ms) do put(3, s[1], s[2]) end
+end
+
+local function sample_args(keys, k, acc, only, args)
+  local price = keys[k + 3]
+  for _, s in ipairs(acc.per_ms) do put(args, only, price, 3, s[1], s[2]) end
   for _, m in ipairs(acc.minutes) do
-    put(4, m[1], m[2])
-    put(5, m[3], m[4])
-    put(6, m[3], m[5])
-    put(7, m[3], string.format('%.17g', m[6]))
+    put(args, only, keys[k + 4], 4, m[1], m[2])
+    put(args, only, keys[k + 5], 5, m[3], m[4])
+    put(args, only, keys[k + 6], 6, m[3], m[5])
+    put(args, only, keys[k + 7], 7, m[3], string.format('%.17g', m[6]))
   end
   return args
 end
@@ -135,26 +138,35 @@ end
 -- Nothing is written unless every key the call writes can take its part: the streams it adds
 -- to must be streams (or not exist yet), and for a symbol with real ticks all ten series must
 -- exist. A redis.call from Lua costs far more than the command itself (twelve TYPE calls a
--- symbol were most of a small flush's time), so the series of every symbol of the call are
--- checked by one EXISTS (all_exist); only when one is missing does the slow path name it. A
--- series key of the wrong type (another program wrote there) is not caught here: TS.MADD
--- refuses its samples, which the reply counts.
-local function check_streams(keys, first, real, ghosts)
-  for slot, count in ipairs({real, ghosts}) do
-    if count > 0 then
-      local kind = redis.call('TYPE', keys[first + slot])['ok']
-      if kind ~= 'stream' and kind ~= 'none' then return 'SPREADBUS_WRONG_TYPE ' .. keys[first + slot] end
+-- symbol were most of a small flush's time), so every stream the call writes is checked by
+-- one XREAD (all_streams: it refuses a key of another type and passes a missing one), and the
+-- series of every symbol of the call by one EXISTS (all_exist); only when a check fails does
+-- the slow path name the key. A series key of the wrong type (another program wrote there) is
+-- not caught here: TS.MADD refuses its samples, which the reply counts.
+local CHUNK = 1000  -- keys per XREAD or EXISTS: under Lua's unpack limit
+
+local function all_streams(streams)
+  for first = 1, #streams, CHUNK do
+    local last = math.min(#streams, first + CHUNK - 1)
+    local args = {'COUNT', 1, 'STREAMS'}
+    for i = first, last do args[#args + 1] = streams[i] end
+    for _ = first, last do args[#args + 1] = '$' end
+    local reply = redis.pcall('XREAD', unpack(args))
+    if type(reply) == 'table' and reply.err then
+      for i = first, last do
+        local kind = redis.call('TYPE', streams[i])['ok']
+        if kind ~= 'stream' and kind ~= 'none' then return 'SPREADBUS_WRONG_TYPE ' .. streams[i] end
+      end
+      return 'SPREADBUS_WRONG_TYPE (' .. reply.err .. ')'  -- not a type the slow path knows
     end
   end
   return nil
 end
 
-local EXISTS_CHUNK = 1000  -- keys per EXISTS: under Lua's unpack limit
-
 local function all_exist(series)
   local found = 0
-  for first = 1, #series, EXISTS_CHUNK do
-    found = found + redis.call('EXISTS', unpack(series, first, math.min(#series, first + EXISTS_CHUNK - 1)))
+  for first = 1, #series, CHUNK do
+    found = found + redis.call('EXISTS', unpack(series, first, math.min(#series, first + CHUNK - 1)))
   end
   if found == #series then return nil end
   for _, key in ipairs(series) do
@@ -165,14 +177,15 @@ local function all_exist(series)
   return nil  -- a key listed twice: counted once by EXISTS, and every one is there
 end
 
--- XADD the R real ticks at args[p .. p + 5R - 1], their samples appended to ``samples``;
--- returns added, duplicates
-local function add_real(keys, name, args, p, count, samples)
+-- XADD the R real ticks at args[p .. p + 5R - 1] to the stream KEYS[k + 1], their samples
+-- appended to ``samples``; returns added, duplicates
+local function add_real(keys, k, name, args, p, count, samples)
   local added, dupes = 0, 0
   local acc = new_samples()
+  local stream = keys[k + 1]
   for i = p, p + 5 * (count - 1), 5 do
     local ms = args[i]
-    local reply = redis.pcall('XADD', keys[1], ms .. '-' .. args[i + 1], name, args[i + 4])
+    local reply = redis.pcall('XADD', stream, ms .. '-' .. args[i + 1], name, args[i + 4])
     if type(reply) == 'table' and reply.err then
       -- the keys were checked, so the only refusal left is an id at or below the last one
       dupes = dupes + 1
@@ -181,13 +194,13 @@ local function add_real(keys, name, args, p, count, samples)
       add_tick(acc, ms, args[i + 2], args[i + 3])
     end
   end
-  if added > 0 then sample_args(keys, acc, nil, samples) end
+  if added > 0 then sample_args(keys, k, acc, nil, samples) end
   return added, dupes
 end
 
-local function add_ghosts(keys, name, args, p, count)
+local function add_ghosts(stream, name, args, p, count)
   for i = p, p + count - 1 do
-    redis.call('XADD', keys[2], '*', name, args[i])
+    redis.call('XADD', stream, '*', name, args[i])
   end
 end
 
@@ -201,23 +214,23 @@ local function publish_ticks(keys, args)
   end
   -- first pass: counts and keys of every symbol, before anything is written
   local p = 2
-  local series = {}
+  local streams, series = {}, {}
   for k = 0, #keys - 1, KEYS_PER_SYMBOL do
     local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
     if real == nil or ghosts == nil or p + 3 + REAL_ARGS * real + GHOST_ARGS * ghosts > #args then
       return redis.error_reply('publish_ticks: arguments do not match the tick counts')
     end
-    local problem = check_streams(keys, k, real, ghosts)
-    if problem ~= nil then return redis.error_reply(problem) end
     if real > 0 then
+      streams[#streams + 1] = keys[k + 1]
       for _, slot in ipairs(SERIES_KEYS) do series[#series + 1] = keys[k + slot] end
     end
+    if ghosts > 0 then streams[#streams + 1] = keys[k + 2] end
     p = p + 4 + REAL_ARGS * real + GHOST_ARGS * ghosts
   end
   if p ~= #args + 1 then
     return redis.error_reply('publish_ticks: arguments do not match the tick counts')
   end
-  local problem = all_exist(series)
+  local problem = all_streams(streams) or all_exist(series)
   if problem ~= nil then return redis.error_reply(problem) end
   local total = {0, 0, 0, 0}
   local samples = {}  -- every symbol's, for one TS.MADD at the end
@@ -225,16 +238,14 @@ local function publish_ticks(keys, args)
   for k = 0, #keys - 1, KEYS_PER_SYMBOL do
     local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
     local cut, ghost_cut = args[p + 2], args[p + 3]
-    local symbol_keys = {keys[k + 1], keys[k + 2], keys[k + 3], keys[k + 4], keys[k + 5],
-      keys[k + 6], keys[k + 7]}
     p = p + 4
     if real > 0 then
-      local added, dupes = add_real(symbol_keys, name, args, p, real, samples)
+      local added, dupes = add_real(keys, k, name, args, p, real, samples)
       total[1], total[2] = total[1] + added, total[2] + dupes
       p = p + REAL_ARGS * real
     end
     if ghosts > 0 then
-      add_ghosts(symbol_keys, name, args, p, ghosts)
+      add_ghosts(keys[k + 2], name, args, p, ghosts)
       total[3] = total[3] + ghosts
       p = p + GHOST_ARGS * ghosts
     end
@@ -270,7 +281,7 @@ local function refill_sources(keys, args)
     local ms, price, qty = entry_sample(name, entry)
     if ms ~= nil and price ~= nil and qty ~= nil then add_tick(acc, ms, price, qty) end
   end
-  local samples = sample_args(keys, acc, only, {})
+  local samples = sample_args(keys, 0, acc, only, {})
   if #samples > 0 then madd(samples) end
   return #entries
 end
