@@ -4,11 +4,17 @@ Every source (Binance, sim, replay) feeds one :class:`Ingest` through the
 :class:`~spreadbus.gateway.sink.TickSink` methods. Ticks wait in per-symbol buffers for at most
 ``max_delay_ms`` (or until ``max_batch`` are waiting), then :meth:`Ingest.run` writes them all
 with one pipelined round trip. Whatever can be done per batch is done there, once per symbol
-and flush rather than once per tick: shadowing by the ghost venue (vectorised), latency rings,
-per-symbol counts. If a write fails, whatever the cause (Redis unreachable, out of memory, an
-error reply), the failed symbols' batches, ghosts included, are kept as they are and go out
-first in the next flush, retried with capped backoff; failures are counted by kind and shown
-in :meth:`Ingest.health`, and the flush loop never ends on one. The buffer holds up to
+and flush rather than once per tick: latency rings, per-symbol counts.
+
+The ghost venue's ticks are made (vectorised) and written on a coarser beat, at most every
+``ghost_every_ms`` (10 ms), riding along with whichever flush comes next: they are published
+tens of milliseconds after their real twins anyway (``ghost_delay_ms``), and on every 2 ms
+flush they added their own per-symbol work to each of the real ticks' writes.
+
+If a write fails, whatever the cause (Redis unreachable, out of memory, an error reply), the
+failed symbols' batches, ghosts included, are kept as they are and go out first in the next
+flush, retried with capped backoff; failures are counted by kind and shown in
+:meth:`Ingest.health`, and the flush loop never ends on one. The buffer holds up to
 ``max_buffer`` ticks meanwhile; what does not fit is counted as lost, never silently.
 """
 
@@ -63,6 +69,9 @@ class IngestConfig:
     track_gaps: bool = True  # trade ids are consecutive per symbol (Binance ids)
     retry_first_s: float = 0.1  # first wait after a failed write, doubled on each failure ...
     retry_max_s: float = 2.0  # ... up to this
+    # ghost ticks are shadowed (vectorised) and written at most this often, riding along with
+    # whichever flush comes next; a ghost is published up to this much after its due time
+    ghost_every_ms: float = 10.0
 
 
 class Ingest:
@@ -89,7 +98,9 @@ class Ingest:
         self.last_ghost: dict[str, Tick] = {}
         self.funding = FundingBook()  # markPrice updates: mark, index, funding per symbol
         self.on_gap: GapListener | None = None
-        self._pending: dict[str, list[Tick]] = defaultdict(list)  # fresh, not yet shadowed
+        self._pending: dict[str, list[Tick]] = defaultdict(list)  # fresh, not yet written
+        self._unshadowed: list[Tick] = []  # written, waiting for the ghost venue's next beat
+        self._ghosts_at = 0.0  # epoch ms of the ghost venue's last beat
         self._retry: dict[str, SymbolBatch] = {}  # batches of a failed write, ghosts included
         # ticks of kept batches whose failed write may still have reached Redis (its reply was
         # lost): the retry finds those as duplicates, and they count as published
@@ -228,7 +239,8 @@ class Ingest:
 
     def _take(self, now_ms: float) -> dict[str, SymbolBatch]:
         """Everything to write now: a failed write's batches first, then the fresh ticks of
-        each symbol (shadowed, counted and timed here, per symbol), then the due ghosts."""
+        each symbol (counted and timed here, per symbol), then, on the ghost venue's beat, the
+        due ghosts."""
         batches, self._retry = self._retry, {}
         fresh: list[Tick] = []
         for symbol, ticks in self._pending.items():
@@ -243,14 +255,19 @@ class Ingest:
                 batches[symbol] = SymbolBatch(ticks, [])
             else:
                 batch.ticks.extend(ticks)
-        self.ghost.shadow_many(fresh)  # one vectorised call for every symbol
+        self._unshadowed += fresh
         self._pending = defaultdict(list)
         self._buffered = 0
-        for ghost in self.ghost.due(now_ms):
-            batch = batches.get(ghost.symbol)
-            if batch is None:
-                batch = batches[ghost.symbol] = SymbolBatch([], [])
-            batch.ghosts.append(ghost)
+        ghosts_at = self._ghosts_due_at()
+        if ghosts_at is not None and ghosts_at <= now_ms:
+            self._ghosts_at = now_ms
+            self.ghost.shadow_many(self._unshadowed)  # one vectorised call for every symbol
+            self._unshadowed = []
+            for ghost in self.ghost.due(now_ms):
+                batch = batches.get(ghost.symbol)
+                if batch is None:
+                    batch = batches[ghost.symbol] = SymbolBatch([], [])
+                batch.ghosts.append(ghost)
         # Trimming costs Redis a few microseconds per stream and call, and MINID ~ only frees
         # whole nodes anyway: once a second per symbol is plenty for a 5-minute retention.
         for symbol, batch in batches.items():
@@ -260,6 +277,22 @@ class Ingest:
                 if batch.ticks:
                     batch.cut_ms = batch.ticks[-1].trade_ts - self.config.retention_ms
         return batches
+
+    def _ghosts_due_at(self) -> float | None:
+        """When the ghost venue's next beat is due (epoch ms); None while it has nothing to
+        do. A real tick's ghost is due no earlier than the tick was received."""
+        first = self.ghost.next_due_ms()
+        if self._unshadowed:
+            received = self._unshadowed[0].recv_ts
+            first = received if first is None else min(first, received)
+        if first is None:
+            return None
+        return max(first, self._ghosts_at + self.config.ghost_every_ms)
+
+    @property
+    def ghosts_pending(self) -> int:
+        """Ghost ticks not yet written: scheduled, or still to be made."""
+        return len(self.ghost) + len(self._unshadowed)
 
     def _keep(self, batches: dict[str, SymbolBatch]) -> None:
         """A failed write: its batches, ghosts included, go out first in the next flush."""
@@ -273,7 +306,7 @@ class Ingest:
         if self._buffered:
             age = time.monotonic() - self._first_pending_at
             return max(0.0, self.config.max_delay_ms / 1000 - age)
-        due_ms = self.ghost.next_due_ms()
+        due_ms = self._ghosts_due_at()
         if due_ms is not None:
             return max(0.0, (due_ms - epoch_ms()) / 1000)
         return 0.25
@@ -434,8 +467,8 @@ class Ingest:
         for symbol in list(self._held):
             self.fill_gap(symbol, [])
         deadline = time.monotonic() + timeout
-        while (self._buffered or len(self.ghost)) and time.monotonic() < deadline:
-            due_ms = self.ghost.next_due_ms()
+        while (self._buffered or self.ghosts_pending) and time.monotonic() < deadline:
+            due_ms = self._ghosts_due_at()
             if due_ms is not None and not self._buffered:
                 wait = (due_ms - epoch_ms()) / 1000
                 await asyncio.sleep(min(max(wait, 0.0), 0.5))
@@ -451,7 +484,7 @@ class Ingest:
     def health(self) -> dict[str, object]:
         out: dict[str, object] = dict(self.counters)
         out["buffered"] = self._buffered
-        out["ghost_pending"] = len(self.ghost)
+        out["ghost_pending"] = self.ghosts_pending
         if self.malformed:
             out["malformed_by_reason"] = dict(self.malformed)
         for name, message in self.notices.items():
