@@ -1,10 +1,12 @@
-"""``fcall``: a Redis Function call packed by hiredis, on a real server."""
+"""``fcall`` and ``pipelined``: commands packed by hiredis, on a real server and cluster."""
 
 import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
-from spreadbus.bus.connect import fcall
+from spreadbus.bus.connect import connect, fcall, pipelined
+from spreadbus.config import Settings
 
 LIBRARY = """#!lua name=spreadbus_test
 redis.register_function('spreadbus_test_echo', function(keys, args)
@@ -39,3 +41,41 @@ async def test_an_error_reply_is_raised_and_the_connection_stays_usable(
         await fcall(aredis, "spreadbus_test_fail", [], ["no"])
     assert await fcall(aredis, "spreadbus_test_echo", ["a"], ["b"]) == [1, 1, b"a", b"b"]
     assert await aredis.ping()
+
+
+async def test_pipelined_writes_answer_in_order_with_an_error_in_its_place(
+    aredis: aioredis.Redis,
+) -> None:
+    """Each command's raw reply in order; a refused one is its error, the others still run,
+    and the connection reads on cleanly afterwards."""
+    await aredis.set("p:string", "not a hash")
+    replies = await pipelined(
+        aredis,
+        [
+            ("HSET", "p:hash", "price", 101.25, "n", 3, "side", "buy"),
+            ("HSET", "p:string", "field", 1),  # WRONGTYPE
+            ("INCRBY", "p:counter", 5),
+        ],
+    )
+    assert replies[0] == 3 and replies[2] == 5
+    assert isinstance(replies[1], redis.exceptions.ResponseError)
+    assert "WRONGTYPE" in str(replies[1])
+    assert await aredis.hgetall("p:hash") == {b"price": b"101.25", b"n": b"3", b"side": b"buy"}
+    assert await pipelined(aredis, [("INCRBY", "p:counter", 1)]) == [6]
+
+
+async def test_pipelined_on_a_cluster_routes_each_command_to_its_node(
+    redis_cluster_url: str,
+) -> None:
+    """Keys in different slots, one call: every command reaches the node that owns its key."""
+    client = connect(Settings(redis_url=redis_cluster_url))
+    assert isinstance(client, RedisCluster)
+    try:
+        names = [f"p:{{S{i}}}" for i in range(20)]  # spread over the cluster's slots
+        replies = await pipelined(client, [("HSET", name, "i", i) for i, name in enumerate(names)])
+        assert replies == [1] * 20
+        assert [await client.hget(name, "i") for name in names] == [
+            str(i).encode() for i in range(20)
+        ]
+    finally:
+        await client.aclose()

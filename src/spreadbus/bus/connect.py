@@ -105,19 +105,51 @@ async def fcall(
     values): redis-py's asyncio client packs a command in Python, re-joining a growing buffer
     for each argument, which took 0.8 ms for a 550-argument call against 0.09 ms here.
     """
+    command: Any = ("FCALL", function, len(keys), *keys, *args)  # the stub says 1-tuple
+    (reply,) = await _send_packed(client, [command], raise_on_error=True)
+    return reply
+
+
+async def pipelined(client: AsyncRedis, commands: Sequence[Sequence[object]]) -> list[Any]:
+    """Write commands in one round trip, without a transaction; their raw replies in order (no
+    response callbacks: for writes), an error reply in its place as an exception.
+
+    On a single node every command is packed by hiredis (see :func:`fcall`): the gateway's
+    once-a-second feed state, 50 HSETs of a dozen fields, took 5-9 ms of the event loop
+    packed by redis-py's pipeline, and held the tick flushes back that long. On a cluster
+    the commands go through redis-py's cluster pipeline, which routes each to its node."""
+    if isinstance(client, AsyncRedisCluster):
+        async with client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[arg-type]
+            return list(await pipe.execute(raise_on_error=False))
+    return await _send_packed(client, commands, raise_on_error=False)
+
+
+async def _send_packed(
+    client: aioredis.Redis, commands: Sequence[Sequence[object]], *, raise_on_error: bool
+) -> list[Any]:
     pool = client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-    command: Any = ("FCALL", function, len(keys), *keys, *args)  # the stub says 1-tuple
+    packed = b"".join(hiredis.pack_command(tuple(command)) for command in commands)  # type: ignore[arg-type]
+    replies: list[Any] = []
     try:
-        await connection.send_packed_command(hiredis.pack_command(command), check_health=False)
-        return await connection.read_response()
-    except redis.exceptions.ResponseError:
-        raise  # a whole reply was read: the connection is fine
+        await connection.send_packed_command(packed, check_health=False)
+        for _ in commands:  # every reply is read, errors too: the connection stays usable
+            try:
+                replies.append(await connection.read_response())
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
     except BaseException:
         await connection.disconnect()  # a reply may still be on its way: never reuse it
         raise
     finally:
         await pool.release(connection)
+    if raise_on_error:
+        for reply in replies:
+            if isinstance(reply, redis.exceptions.ResponseError):
+                raise reply
+    return replies
 
 
 def describe(url: str) -> str:

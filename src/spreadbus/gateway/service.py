@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
@@ -21,7 +22,7 @@ from redis.typing import EncodableT, FieldT
 from spreadbus import heap
 from spreadbus.bus import keys
 from spreadbus.bus.configstore import ConfigWatcher, load_pairs, symbols_of
-from spreadbus.bus.connect import AsyncRedis
+from spreadbus.bus.connect import AsyncRedis, pipelined
 from spreadbus.bus.health import HealthState
 from spreadbus.bus.lease import member_name
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
@@ -281,21 +282,24 @@ class Gateway:
         symbols = sorted(self.ingest.symbols or ())
         for gone in self._latency_fields.keys() - set(symbols):
             del self._latency_fields[gone]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for symbol in symbols:
-                pipe.hset(keys.feed_state(symbol), mapping=self._symbol_state(symbol, now))
-                mark = self.ingest.funding.latest.get(symbol)
-                if mark is not None and self._funding_ms.get(symbol) != mark.event_ms:
-                    self._funding_ms[symbol] = mark.event_ms
-                    pipe.execute_command(
-                        "TS.ADD", keys.funding_series(symbol), mark.event_ms, mark.funding_rate,
-                        "RETENTION", FUNDING_RETENTION_MS, "ON_DUPLICATE", "LAST",
-                        "LABELS", "symbol", symbol, "kind", "funding",
-                    )  # fmt: skip
-                # A symbol's summary costs a fraction of a millisecond; with hundreds of
-                # symbols, one pass without a break would hold every tick's flush back.
-                await asyncio.sleep(0)
-            await pipe.execute()
+        commands: list[tuple[EncodableT, ...]] = []
+        for symbol in symbols:
+            state = self._symbol_state(symbol, now)
+            commands.append(("HSET", keys.feed_state(symbol), *chain.from_iterable(state.items())))
+            mark = self.ingest.funding.latest.get(symbol)
+            if mark is not None and self._funding_ms.get(symbol) != mark.event_ms:
+                self._funding_ms[symbol] = mark.event_ms
+                commands.append((
+                    "TS.ADD", keys.funding_series(symbol), mark.event_ms, mark.funding_rate,
+                    "RETENTION", FUNDING_RETENTION_MS, "ON_DUPLICATE", "LAST",
+                    "LABELS", "symbol", symbol, "kind", "funding",
+                ))  # fmt: skip
+            # A symbol's summary costs a fraction of a millisecond; with hundreds of
+            # symbols, one pass without a break would hold every tick's flush back.
+            await asyncio.sleep(0)
+        for reply in await pipelined(self.client, commands):
+            if isinstance(reply, Exception):
+                raise reply
 
     def health(self) -> Mapping[str, Any]:
         out: dict[str, Any] = {"source": self.source, "pairs": len(self.pairs)}
