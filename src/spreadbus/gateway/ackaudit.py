@@ -1,12 +1,12 @@
 """Acknowledged writes that vanished: what the gateway wrote against what the bus still holds.
 
-Redis replicates asynchronously, so when a primary dies its replica can be promoted without
-the last writes the primary had acknowledged. The gateway is the one process that knows what
-it wrote: :class:`AckAudit` keeps, per symbol, a compact record of the ticks acknowledged in
-the last :data:`WINDOW_S` (one entry per written batch: first and last stream id and the
-number of ticks). The ingest :meth:`~AckAudit.take` s that record (what had been acknowledged
-so far; a tick is audited once) when a write fails, and audits it once writes succeed again;
-and on a cluster also when the node serving one of its symbols changes
+Redis replicates asynchronously, so when a primary dies its replica can be promoted without the
+last writes the primary had acknowledged. The gateway is the one process that knows what it
+wrote: :class:`AckAudit` keeps, per symbol, a compact record of the ticks acknowledged in the
+last :data:`WINDOW_S` (one entry per :data:`BUCKET_S` of written batches: first and last tick
+and the number of ticks). The ingest :meth:`~AckAudit.take` s that record (what had been
+acknowledged so far; a tick is audited once) when a write fails, and audits it once writes
+succeed again; and on a cluster also when the node serving one of its symbols changes
 (:meth:`~AckAudit.moved`, checked once a second), because redis-py's cluster client can ride a
 failover out by itself, the write waiting and then succeeding on the promoted replica, so the
 ingest sees no failure at all. :meth:`~AckAudit.missing` says how many of those ticks the
@@ -33,22 +33,32 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.crc import key_slot
 
 from spreadbus.bus import keys
+from spreadbus.bus.codec import Tick
 from spreadbus.bus.connect import AsyncRedis
 from spreadbus.bus.ticks import SymbolBatch
 
 WINDOW_S: Final = 10.0
-MAX_BATCHES: Final = 4096  # per symbol: bounds memory at any rate (oldest dropped first)
+# Batches acknowledged within this long of a bucket's first are recorded as that bucket. One
+# record per batch was 70,000 objects alive at 10k ticks/s over 50 symbols, every one of them
+# traversed by the cyclic collector (a 14 ms pause measured in the gateway).
+BUCKET_S: Final = 0.1
+MAX_BUCKETS: Final = 4096  # per symbol: bounds memory at any rate (oldest dropped first)
 MOVED_EVERY_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """One acknowledged batch of one symbol."""
+    """Acknowledged ticks of one symbol, following each other in its stream."""
 
-    at_s: float  # monotonic time of the acknowledgement
+    at_s: float  # monotonic time of the last acknowledgement
     first_id: str  # stream entry ids
     last_id: str
     ticks: int
+
+
+# A bucket while it is recorded: a tuple of atoms and ticks (themselves tuples of atoms), which
+# the collector stops tracking, rather than an object it would traverse on every collection.
+_Bucket = tuple[float, float, Tick, Tick, int]  # first and last ack (monotonic s), ticks, count
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -59,7 +69,7 @@ def _id_key(entry_id: str) -> tuple[int, int]:
 class AckAudit:
     def __init__(self, window_s: float = WINDOW_S) -> None:
         self.window_s = window_s
-        self._written: dict[str, deque[Written]] = {}
+        self._written: dict[str, deque[_Bucket]] = {}
         self._nodes: dict[str, str] = {}  # symbol -> the cluster node serving its stream
         self._moved_checked_s = 0.0
 
@@ -67,22 +77,33 @@ class AckAudit:
         """Record batches Redis acknowledged (their real ticks; ghosts are simulated)."""
         now = time.monotonic()
         for symbol, batch in batches.items():
-            if not batch.ticks:
+            ticks = batch.ticks
+            if not ticks:
                 continue
             record = self._written.get(symbol)
             if record is None:
-                record = self._written[symbol] = deque(maxlen=MAX_BATCHES)
-            record.append(
-                Written(now, batch.ticks[0].stream_id, batch.ticks[-1].stream_id, len(batch.ticks))
-            )
-            while record and record[0].at_s < now - self.window_s:
+                record = self._written[symbol] = deque(maxlen=MAX_BUCKETS)
+            elif now - record[-1][0] < BUCKET_S:  # the symbol's ticks follow each other
+                start, _, first, _, count = record[-1]
+                record[-1] = (start, now, first, ticks[-1], count + len(ticks))
+                continue
+            record.append((now, now, ticks[0], ticks[-1], len(ticks)))
+            while record[0][1] < now - self.window_s:
                 record.popleft()
 
     def take(self) -> dict[str, list[Written]]:
         """What was acknowledged in the window up to now, to audit; forgotten here, so no
         tick is audited (and no loss counted) twice."""
         since = time.monotonic() - self.window_s
-        taken = {s: [w for w in r if w.at_s >= since] for s, r in self._written.items() if r}
+        taken = {
+            symbol: [
+                Written(last_s, first.stream_id, last.stream_id, count)
+                for _, last_s, first, last, count in record
+                if last_s >= since
+            ]
+            for symbol, record in self._written.items()
+            if record
+        }
         self._written.clear()
         return taken
 
