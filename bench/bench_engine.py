@@ -3,11 +3,12 @@ over 25 pairs (26 symbols, a chain S01/S00, S02/S01, ...).
 
 A real ``spreadbus engine`` process runs against an embedded Redis. This process plays the
 gateway: every 2 ms it stamps ``recv`` with the wall clock (the moment a gateway would have
-received the frames) and writes what is due with the gateway's own TickWriter (one FCALL per
-symbol; each real tick also gets a ghost twin, as the gateway's ghost venue does, so the engine
-reads two entries per tick). Before the engine starts, 330 s of history at 2 ticks/s per symbol
-fill the price series, so its 300-bar windows are warm and every scheduled statistic (ADF,
-Hurst, Engle-Granger, refits) runs during the measurement, as in production.
+received the frames) and writes what is due with the gateway's own TickWriter (one FCALL for
+every symbol; each real tick also gets a ghost twin, as the gateway's ghost venue does, so the
+engine reads two entries per tick; as in the gateway, the ghosts go out with the next write at
+most every ``IngestConfig.ghost_every_ms``). Before the engine starts, 330 s of history at 2
+ticks/s per symbol fill the price series, so its 300-bar windows are warm and every scheduled
+statistic (ADF, Hurst, Engle-Granger, refits) runs during the measurement, as in production.
 
 Latency of a tick = the moment the engine's batch holding it was stored in Redis (pair
 snapshots + cursor, one atomic write) minus its ``recv`` stamp; "of which gateway write" is
@@ -49,6 +50,7 @@ from spreadbus.bus.embedded import EmbeddedRedis
 from spreadbus.bus.ticks import SymbolBatch, TickWriter
 from spreadbus.engine.consumer import load_cursor
 from spreadbus.engine.diagnostics import merge, percentile
+from spreadbus.gateway.ingest import IngestConfig
 from spreadbus.proc import free_port, terminate
 
 SYMBOLS = [f"S{i:02d}USDT" for i in range(26)]
@@ -56,6 +58,7 @@ PAIRS = [f"{SYMBOLS[i + 1]}/{SYMBOLS[i]}" for i in range(25)]
 PHASES = [(1_000, 8.0), (10_000, 10.0), (50_000, 10.0)]  # (real ticks/s, seconds)
 FLUSH_S = 0.002  # the gateway writes at most 2 ms after a frame arrives
 HISTORY_S = 330
+GHOST_EVERY_MS: Final = IngestConfig().ghost_every_ms
 P99_TARGET_MS = 10.0
 PYSPY = os.environ.get("BENCH_ENGINE_PYSPY", "")
 RESULTS = Path(__file__).parent / "results"
@@ -157,11 +160,22 @@ async def produce(
     started = time.monotonic()
     sent = 0
     most = max(1, rate // 50)  # a producer that falls behind writes 20 ms at a time, no more
+    ghosts: dict[str, list[Tick]] = {}  # held for the ghost venue's next beat
+    ghosts_at = 0.0
     while (elapsed := time.monotonic() - started) < seconds:
         due = min(int(rate * elapsed) - sent, most)
         if due > 0:
             recv = epoch_ms()
-            result = await writer.write(market.ticks(due, int(recv), recv))
+            batches = market.ticks(due, int(recv), recv)
+            for symbol, batch in batches.items():
+                ghosts.setdefault(symbol, []).extend(batch.ghosts)
+                batch.ghosts = []
+            if recv - ghosts_at >= GHOST_EVERY_MS:
+                ghosts_at = recv
+                for symbol, held in ghosts.items():
+                    batches.setdefault(symbol, SymbolBatch([], [])).ghosts = held
+                ghosts = {}
+            result = await writer.write(batches)
             write_ms.append(epoch_ms() - recv)
             sent += due
             written[0] += result.added + result.ghosts
