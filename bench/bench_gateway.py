@@ -13,7 +13,9 @@ each of them.
 
 Also: the p99 batch-flush delay at a paced 10,000 ticks/s, from a tick's receipt until Redis has
 acknowledged the write of its batch (the gateway samples the oldest tick of every batch), once
-with frames sent every millisecond and once in bursts of 100 frames every 10 ms.
+with frames sent every millisecond and once in bursts of 100 frames every 10 ms. Each is read
+against two references from the same run: the OS wake-up probe's p99, and the floor
+(:mod:`bench.floor`): the same feed through a forwarder that only forwards raw frames to Redis.
 """
 
 from __future__ import annotations
@@ -272,6 +274,55 @@ async def paced(
     )
 
 
+async def paced_floor(
+    fake: BinanceServer,
+    url: str,
+    client: redis.Redis,
+    first_id: int,
+    slice_s: float,
+    symbols: list[str] = SYMBOLS,
+    rate: int = PACED_RATE,
+) -> tuple[float, float, WakeupProbe]:
+    """The same paced phase through :mod:`bench.floor` (a forwarder that only forwards) instead
+    of the gateway: its delay p50 and p99, and the wake-up probe over its seconds."""
+    await _quiet_redis(client)
+    await fake.wait_until(lambda: not fake.connections, 30, "the last consumer's connections")
+    streams = "/".join(stream_name(symbol) for symbol in symbols)
+    floor = subprocess.Popen(
+        [sys.executable, "-m", "bench.floor", url, f"{fake.ws_url}/market/stream?streams={streams}",
+         str(PACED_SECONDS + 3.0)],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for symbol in symbols:
+            await fake.wait_for_subscribers(stream_name(symbol), timeout=30)
+        await asyncio.sleep(1.0)  # as for the gateway: start-up is not the phase's
+        frames = build_agg_trade_frames(
+            symbols, rate * PACED_SECONDS, first_agg_id=first_id,
+            start_time_ms=int(time.time() * 1000),
+        )  # fmt: skip
+        with WakeupProbe(PACED_SECONDS) as probe:
+            await _send_paced(fake, frames, slice_s, rate)
+        out, _ = await asyncio.to_thread(floor.communicate, timeout=30)
+    finally:
+        terminate(floor, 5)
+    result = orjson.loads(out) if out.strip() else {}
+    return float(result.get("p99", math.nan)), float(result.get("p50", math.nan)), probe
+
+
+def floor_rows(case: str, ours: Paced, floor: tuple[float, float, WakeupProbe]) -> list[Any]:
+    """The floor's delay against its own probe, and ours against the floor."""
+    p99, p50, probe = floor
+    probe_p99 = float(probe.result.get("p99", math.nan))
+    return [
+        {"case": case, "metric": "floor (raw forwarder) delay p50", "value": p50, "unit": "ms"},
+        {"case": case, "metric": "floor (raw forwarder) delay p99", "value": p99, "unit": "ms",
+         "reference": probe_p99, "ratio": p99 / probe_p99},
+        {"case": case, "metric": "batch flush delay p99, ours / floor", "value": ours.p99_ms,
+         "unit": "ms", "reference": p99, "ratio": ours.p99_ms / p99},
+    ]  # fmt: skip
+
+
 def gateway_env(fake: BinanceServer, url: str, data: Path, pairs: str = PAIRS) -> dict[str, str]:
     """The environment of a benchmarked ``spreadbus gateway`` on the local server."""
     return {
@@ -349,8 +400,11 @@ async def _run(data: Path) -> list[dict[str, Any]]:
             for label, slice_s in (("steady, sent every 1 ms", 0.001),
                                    ("bursts of 100 every 10 ms", 0.01)):  # fmt: skip
                 case = f"{PACED_RATE:,} ticks/s, {label}"
-                rows += (await paced(fake, env, client, first_id, slice_s)).rows(case)
+                ours = await paced(fake, env, client, first_id, slice_s)
                 first_id += PACED_RATE * PACED_SECONDS
+                floor = await paced_floor(fake, url, client, first_id, slice_s)
+                first_id += PACED_RATE * PACED_SECONDS
+                rows += ours.rows(case) + floor_rows(case, ours, floor)
     finally:
         client.close()
         server.stop()
