@@ -108,7 +108,11 @@ class Settings(BaseSettings):
 
     # Ghost venue
     ghost_noise_bps: float = Field(1.5, ge=0, description="Ghost price noise (bps, 1 sigma)")
-    ghost_delay_ms: float = Field(40.0, ge=0, description="Mean ghost publication delay (ms)")
+    ghost_delay_ms: float = Field(
+        40.0,
+        ge=0,
+        description="Mean ghost publication delay (ms), on a 10 ms beat",
+    )
     ghost_delay_jitter_ms: float = Field(25.0, ge=0, description="Ghost delay spread (ms)")
     ghost_dislocation_prob: float = Field(0.002, ge=0, le=1)
     ghost_dislocation_bps: float = Field(25.0, ge=0)
