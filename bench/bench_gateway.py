@@ -110,13 +110,15 @@ async def firehose(
 ) -> dict[str, float]:
     """A fresh consumer process (``start``: ours, a baseline's or cryptofeed), on an emptied
     Redis, takes ``ticks`` frames over ``symbols`` as fast as it can, until ``arrived()``
-    counts them all in Redis: ticks/s, and its and Redis's CPU microseconds per tick."""
+    counts them all in Redis: ticks/s, and its, Redis's and the local server's (this
+    process's) CPU microseconds per tick."""
     await _quiet_redis(client)
     process = await start()
     try:
         await asyncio.sleep(1.0)  # start-up (imports, series creation) is not per-tick cost
         frames = build_agg_trade_frames(symbols, ticks, first_agg_id=first_id)
         process_cpu, server_cpu = process_cpu_s(process.pid), redis_cpu_s(client)
+        sender_cpu = time.process_time()
         started = time.perf_counter()
         sent = await fake.firehose(frames)
         if sent.frames < ticks:
@@ -129,6 +131,7 @@ async def firehose(
                 )
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - started
+        sender_cpu = time.process_time() - sender_cpu
         process_cpu = process_cpu_s(process.pid) - process_cpu
         server_cpu = redis_cpu_s(client) - server_cpu
     finally:
@@ -137,6 +140,7 @@ async def firehose(
         "rate": ticks / elapsed,
         "gateway_us": process_cpu / ticks * 1e6,
         "redis_us": server_cpu / ticks * 1e6,
+        "sender_us": sender_cpu / ticks * 1e6,
     }
 
 
@@ -149,6 +153,9 @@ def firehose_rows(case: str, runs: list[dict[str, float]], ceiling: float) -> li
         {"case": case, "metric": "consumer process CPU per tick", "value": median["gateway_us"],
          "unit": "us"},
         {"case": case, "metric": "Redis CPU per tick", "value": median["redis_us"], "unit": "us"},
+        # the local server's sending (this process): the third user of the two cores
+        {"case": case, "metric": "local server CPU per tick", "value": median["sender_us"],
+         "unit": "us"},
     ]  # fmt: skip
 
 
