@@ -7,8 +7,8 @@ after each batch is written, runs jobs until a small time budget is spent. A new
 same pair and kind replaces one still waiting (after a catch-up only the latest window
 matters). Threads would not help: these are mostly Python-level work holding the GIL.
 
-A job too slow for any budget (:attr:`Job.offloadable`: the OU fit) is handed to
-:attr:`JobQueue.offload` when the service set one (a worker process,
+A job whose compute is a pure call (:attr:`Job.offloadable`: the OU fit and the window
+statistics) is handed to :attr:`JobQueue.offload` when the service set one (a worker process,
 :mod:`spreadbus.engine.offload`); its outcome comes back through :meth:`JobQueue.complete`
 on the loop's thread and is applied there. Without an offload (tests, the research tools)
 every job runs in place.

@@ -2,7 +2,9 @@
 
 The OU half-life is a maximum-likelihood fit (statsmodels) of about 15 ms on a 300-bar window
 on a quiet machine and over 200 ms on a busy one. Run inside the loop's job budget it held
-every tick behind it (35% of the loop's time at 10k ticks/s). A thread would not help: the
+every tick behind it (35% of the loop's time at 10k ticks/s). The window statistics (ADF,
+Hurst, Engle-Granger) followed: 3-10 ms each here, 25-30 ms of the loop a second at 10k/s
+(:data:`~spreadbus.engine.pairstate.OFFLOADED_KINDS`). A thread would not help: the
 fit is mostly Python holding the GIL. So it runs in a separate process:
 
 - the job's ``compute`` is a module-level function on copies of the window's arrays, sent by

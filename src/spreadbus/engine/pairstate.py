@@ -81,9 +81,13 @@ SECONDS_PER_YEAR: Final = 365 * 24 * 3600  # crypto trades around the clock
 
 # seconds of bar time between runs of each job kind
 SCHEDULE: Final[dict[str, int]] = {"stats": 5, "ou": 15, "eg": 30, "refit": 60}
-# kinds too slow for the loop's few-millisecond job budget: the OU maximum-likelihood fit
-# (~15 ms on 300 bars, far more on a busy box) runs in a worker process when there is one
-OFFLOADED_KINDS: Final = frozenset({"ou"})
+# kinds computed in a worker process when there is one (pure calls on copies of the window):
+# the OU maximum-likelihood fit (~15 ms on 300 bars, far more on a busy box), and the ADF,
+# Hurst and Engle-Granger statistics, 3-10 ms each on this 2-core box, which at 10k ticks/s
+# took 25-30 ms of the loop each second in bursts of 3 ms turns (the engine's p99 at 1k/s:
+# 13.7-15.8 ms with them in the loop, 6.9 ms without; ``bench engine``). The refit works on
+# the pair's own state and stays.
+OFFLOADED_KINDS: Final = frozenset({"ou", "stats", "eg"})
 
 BAR_FIELDS: Final = (
     "beta", "alpha", "r2", "kalman_beta", "kalman_alpha", "corr",
