@@ -12,12 +12,15 @@ from redis.crc import key_slot
 
 from spreadbus.bus import keys
 from spreadbus.bus.codec import Tick
+from spreadbus.bus.connect import connect
+from spreadbus.config import Settings
 from spreadbus.engine.consumer import (
     StreamHead,
     StreamReader,
     load_cursor,
     plan_start,
     slot_groups,
+    stream_heads,
 )
 from spreadbus.engine.core import StreamPosition, WriteSet
 from spreadbus.engine.warmstart import archive_bars, warm_bars
@@ -186,3 +189,33 @@ async def test_a_refused_command_is_reported_and_the_rest_stored(aredis: aioredi
     rows = await aredis.execute_command("TS.RANGE", keys.analytics_series(pair, "corr"), "-", "+")
     assert [(int(ts), float(v)) for ts, v in rows] == [(START_MS, 0.25)]
     assert (await load_cursor(aredis))[REAL] == StreamPosition(f"{START_MS}-1", 3, 0)
+
+
+async def test_stream_heads_read_what_xinfo_says(
+    aredis: aioredis.Redis, redis_cluster_url: str
+) -> None:
+    """Last id, first entry and largest deleted id of each stream, as redis-py's own XINFO
+    parsing reads them, on a single node and on a cluster; a missing stream is left out."""
+
+    cluster = connect(Settings(redis_url=redis_cluster_url))
+    try:
+        for client in (aredis, cluster):
+            streams = [keys.tick_stream(f"H{i}USDT") for i in range(6)]
+            for i, stream in enumerate(streams[:5]):
+                for n in range(1, 6 + i):
+                    await client.xadd(stream, {"t": "x"}, id=f"{1000 + n}-{n}")
+            await client.xdel(streams[1], "1001-1", "1005-5")  # first and last entries gone
+            heads = await stream_heads(client, streams)
+            assert set(heads) == set(streams[:5])
+            for stream in streams[:5]:
+                info = await client.xinfo_stream(stream)
+                first = info["first-entry"][0].decode() if info["first-entry"] else None
+                assert heads[stream] == StreamHead(
+                    last_id=info["last-generated-id"].decode(),
+                    first_id=first,
+                    max_deleted_id=info["max-deleted-entry-id"].decode(),
+                )
+            assert heads[streams[1]].first_id == "1002-2"
+            assert heads[streams[1]].max_deleted_id == "1005-5"
+    finally:
+        await cluster.aclose()

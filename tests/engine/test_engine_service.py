@@ -423,3 +423,33 @@ async def _kill_and_restart(
         with contextlib.suppress(ProcessLookupError):
             first.kill()
     return at_kill, resumed, snap
+
+
+async def test_the_gateways_funding_figures_become_the_pairs_carry(
+    settings: Settings, aredis: aioredis.Redis
+) -> None:
+    """The engine reads each leg's funding from the gateway's ``state:feed`` hash (once a
+    second) into the pair's snapshot: the fields that do not depend on the hedge equal
+    ``analytics.carry`` on the figures written here, to the last bit."""
+    y_leg = an.LegFunding(2450.5, 2449.25, 0.00025, 1_795_334_400_000, 28_800_000)
+    x_leg = an.LegFunding(97_120.0, 97_131.5, -0.0001, 1_795_320_000_000, 14_400_000)
+    for symbol, leg in zip(PAIR.split("/"), (y_leg, x_leg), strict=True):
+        await aredis.hset(keys.feed_state(symbol), mapping={
+            "mark_price": leg.mark_price, "index_price": leg.index_price,
+            "funding_rate": leg.funding_rate, "next_funding_ms": leg.next_funding_ms,
+            "funding_interval_ms": leg.interval_ms, "last_price": "1",
+        })  # fmt: skip
+    want = an.carry(y_leg, x_leg, beta=1.0, half_life_s=60.0, now_ms=1_795_300_000_000)
+    hedge_free = ("funding_diff_bps", "funding_diff_ann_pct", "mark_index_y_bps",
+                  "mark_index_x_bps")  # fmt: skip
+    async with running_engine(engine_settings(settings, [PAIR], WINDOW)) as engine:
+        await asyncio.wait_for(engine.ready.wait(), 20)
+        await publish(aredis, sim_ticks([PAIR], 5, seed=3))
+
+        async def carried() -> dict[str, float] | None:
+            snap = await snapshot(aredis, PAIR)
+            return snap if "funding_diff_bps" in snap else None
+
+        snap = await eventually(carried, 20, "the pair's carry")
+    assert isinstance(snap, dict)
+    assert {name: snap[name] for name in hedge_free} == {name: want[name] for name in hedge_free}

@@ -39,7 +39,7 @@ from redis.crc import key_slot
 from redis.typing import EncodableT, FieldT
 
 from spreadbus.bus import keys, streamid
-from spreadbus.bus.connect import AsyncRedis, connect, resolve_url
+from spreadbus.bus.connect import AsyncRedis, connect, pipelined, resolve_url
 from spreadbus.config import Settings
 from spreadbus.engine.core import Entry, StreamPosition
 
@@ -93,18 +93,21 @@ class StreamHead:
 
 
 async def stream_heads(client: AsyncRedis, streams: Sequence[str]) -> dict[str, StreamHead]:
-    """Heads of the streams that exist (one pipelined round trip)."""
-    async with client.pipeline(transaction=False) as pipe:
-        for stream in streams:
-            pipe.xinfo_stream(stream)
-        replies = await pipe.execute(raise_on_error=False)
+    """Heads of the streams that exist (one round trip). The replies are hiredis's, paired up
+    here: redis-py's pipeline packing and XINFO parsing took 3 ms for 52 streams, and the
+    engine asks every second (its report's lag)."""
+    replies = await pipelined(client, [("XINFO", "STREAM", stream) for stream in streams])
     out: dict[str, StreamHead] = {}
     for stream, reply in zip(streams, replies, strict=True):
         if isinstance(reply, Exception):
             if isinstance(reply, redis.exceptions.ResponseError):
                 continue  # no such stream yet
             raise reply
-        info = {_text(k): v for k, v in reply.items()}
+        # a flat [name, value, ...] list; a cluster's pipeline has made it a dict already
+        if isinstance(reply, dict):
+            info = {_text(k): v for k, v in reply.items()}
+        else:
+            info = {_text(k): v for k, v in zip(reply[::2], reply[1::2], strict=True)}
         first = info.get("first-entry")
         out[stream] = StreamHead(
             last_id=_text(info.get("last-generated-id", ZERO_ID)),

@@ -33,7 +33,7 @@ from spreadbus.analytics import load_fitting_libraries
 from spreadbus.bus import keys, streamid
 from spreadbus.bus.codec import epoch_ms
 from spreadbus.bus.configstore import ConfigWatcher, load_pairs, symbols_of
-from spreadbus.bus.connect import AsyncRedis, is_cluster
+from spreadbus.bus.connect import AsyncRedis, is_cluster, pipelined
 from spreadbus.bus.health import HealthState
 from spreadbus.bus.lease import share_of
 from spreadbus.bus.service import REDIS_ERRORS, EventLog, run_service
@@ -207,10 +207,12 @@ class QuantEngine:
         symbols = list(self.core.symbols)
         if not symbols:
             return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for symbol in symbols:
-                pipe.hmget(keys.feed_state(symbol), list(FEED_FIELDS))
-            answers = await pipe.execute()
+        answers = await pipelined(
+            self.client, [("HMGET", keys.feed_state(symbol), *FEED_FIELDS) for symbol in symbols]
+        )
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
         legs = {
             symbol: leg_funding(dict(zip(FEED_FIELDS, answer, strict=True)))
             for symbol, answer in zip(symbols, answers, strict=True)
