@@ -239,7 +239,7 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
         return rows
     finally:
         if engine is not None:
-            terminate(engine, 15)  # type: ignore[arg-type]
+            terminate(engine, 15)
         server.stop()
 
 
