@@ -97,7 +97,7 @@ class QuantEngine:
         self.counters: Counter[str] = Counter()
         self.report = Report()
         self.last_report: dict[str, Any] = {}
-        self._beside: dict[str, asyncio.Task[None]] = {}  # the once-a-second reads (_beside)
+        self._beside: dict[str, asyncio.Task[None]] = {}  # see _beside_the_loop
         self.warm_sources: dict[str, str] = {}
         self._config_changed = asyncio.Event()
         self.ready = asyncio.Event()  # set once the state is built (windows warm)
