@@ -84,6 +84,43 @@ async def test_raw_price_series_holds_the_last_trade_of_each_millisecond(
     assert {int(ts): float(v) for ts, v in rows} == last_of_ms
 
 
+async def test_ticks_refused_between_accepted_ones_leave_no_trace_in_the_series(
+    aredis: aioredis.Redis,
+) -> None:
+    """Late trades (an id below one already written: refused by the stream) sit between
+    accepted ones, in the same millisecond and across minutes, with prices and quantities the
+    candles would show if they leaked in. The candles and the price series must be those of the
+    accepted ticks alone, as the stream itself holds them."""
+    ticks = make_ticks("BTCUSDT", 2400, seed=11)
+    rng = random.Random(5)
+    late = [
+        t._replace(trade_id=t.trade_id - 1, price="999.99", qty="777.777")
+        for t in ticks
+        if rng.random() < 0.25 and t.trade_id > 1
+    ]
+    by_id = sorted(late, key=lambda t: t.trade_id)
+    sent: list[Tick] = []
+    for tick in ticks:  # each late trade right after the accepted one it is older than
+        sent.append(tick)
+        while by_id and by_id[0].trade_id < tick.trade_id:
+            sent.append(by_id.pop(0))
+    writer = TickWriter(aredis)
+    await writer.prepare(["BTCUSDT"])
+    results = WriteResult()
+    for start in range(0, len(sent), 29):
+        result = await writer.write({"BTCUSDT": SymbolBatch(sent[start : start + 29], [])})
+        results.added += result.added
+        results.duplicates += result.duplicates
+    assert (results.added, results.duplicates) == (len(ticks), len(late))
+    stored = tickschema.decode_all(await aredis.xrange(keys.tick_stream("BTCUSDT")), "BTCUSDT")
+    assert stored == ticks
+    got, want = await read_candles(aredis, "BTCUSDT"), candles_from_ticks(ticks)
+    assert got[["open", "high", "low", "close"]].equals(want[["open", "high", "low", "close"]])
+    assert got["volume"].tolist() == pytest.approx(want["volume"].tolist(), rel=1e-9)
+    rows = await aredis.execute_command("TS.RANGE", keys.price_series("BTCUSDT"), "-", "+")
+    assert {int(ts): float(v) for ts, v in rows} == {t.trade_ts: float(t.price) for t in ticks}
+
+
 async def test_replaying_ticks_does_not_double_count(aredis: aioredis.Redis) -> None:
     ticks = make_ticks("ETHUSDT", 500, seed=1)
     writer = TickWriter(aredis)
