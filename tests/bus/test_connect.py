@@ -5,12 +5,15 @@ import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
-from spreadbus.bus.connect import connect, fcall, pipelined
+from spreadbus.bus.connect import PackedArgs, connect, fcall, pipelined
 from spreadbus.config import Settings
 
 LIBRARY = """#!lua name=spreadbus_test
 redis.register_function('spreadbus_test_echo', function(keys, args)
   return {#keys, #args, keys[#keys], args[#args]}
+end)
+redis.register_function('spreadbus_test_all', function(keys, args)
+  return {keys, args}
 end)
 redis.register_function('spreadbus_test_fail', function(keys, args)
   return redis.error_reply('refused: ' .. args[1])
@@ -31,6 +34,22 @@ async def test_a_large_call_arrives_whole_with_every_value_as_text(aredis: aiore
     assert reply == [350, 4000, names[-1].encode(), b"raw"]
     tail = await fcall(aredis, "spreadbus_test_echo", ["k"], [1795314919491.0571])
     assert float(tail[3]) == 1795314919491.0571  # floats go over by their exact repr
+
+
+@pytest.mark.usefixtures("library")
+async def test_keys_packed_before_arrive_as_the_same_keys_in_order(aredis: aioredis.Redis) -> None:
+    """Keys packed once per symbol and joined per call (as the gateway's writer does) reach
+    the function exactly as plain keys do, whatever their text; so do the arguments after."""
+    symbols = ["BTCUSDT", "ÉTH USDT", "x" * 500, ""]
+    per_symbol = {s: [f"stream:ticks:{{{s}}}", f"ts:{{{s}}}:price", s] for s in symbols}
+    values: list[object] = [7, "t", 1795314919491.0571, b"\x00\r\n", ""]
+    packed = PackedArgs.join([PackedArgs.of(per_symbol[s]) for s in reversed(symbols)])
+    names = [key for s in reversed(symbols) for key in per_symbol[s]]
+    keys_got, args_got = await fcall(aredis, "spreadbus_test_all", packed, values)
+    assert keys_got == [key.encode() for key in names]
+    assert args_got == [b"7", b"t", b"1795314919491.0571", b"\x00\r\n", b""]
+    assert [keys_got, args_got] == await fcall(aredis, "spreadbus_test_all", names, values)
+    assert await fcall(aredis, "spreadbus_test_all", PackedArgs.of([]), ["a"]) == [[], [b"a"]]
 
 
 @pytest.mark.usefixtures("library")

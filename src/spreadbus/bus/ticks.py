@@ -24,7 +24,7 @@ import redis.exceptions
 
 from spreadbus.bus import keys, streamid, tickschema
 from spreadbus.bus.codec import Tick
-from spreadbus.bus.connect import AsyncRedis, fcall, is_cluster, on_every_primary
+from spreadbus.bus.connect import AsyncRedis, PackedArgs, fcall, is_cluster, on_every_primary
 from spreadbus.bus.functions import library_code
 
 PRICE_RETENTION_MS: Final = 3_600_000  # raw prices: 1 hour
@@ -111,19 +111,31 @@ class SymbolBatch:
 def _call_arguments(
     group: Sequence[tuple[str, SymbolBatch]],
 ) -> tuple[list[str], list[str | bytes | int | float]]:
-    """The keys and arguments of one :data:`FUNCTION_NAME` call for these symbols (the
-    ticks' part is :mod:`spreadbus.bus.tickschema`'s; hiredis turns the numbers into text)."""
+    """The keys and arguments of one :data:`FUNCTION_NAME` call for these symbols."""
     names: list[str] = []
-    values: list[str | bytes | int | float] = [tickschema.FIELD]
-    for symbol, batch in group:
+    for symbol, _ in group:
         names.extend(_symbol_keys(symbol))
+    return names, _call_values(group)
+
+
+def _call_values(group: Sequence[tuple[str, SymbolBatch]]) -> list[str | bytes | int | float]:
+    """The arguments (ARGV) of one :data:`FUNCTION_NAME` call for these symbols (the ticks'
+    part is :mod:`spreadbus.bus.tickschema`'s; hiredis turns the numbers into text)."""
+    values: list[str | bytes | int | float] = [tickschema.FIELD]
+    for _, batch in group:
         values.append(len(batch.ticks))
         values.append(len(batch.ghosts))
         values.append("" if batch.cut_ms is None else batch.cut_ms)
         values.append("" if batch.ghost_cut_ms is None else batch.ghost_cut_ms)
         values.extend(tickschema.real_args(batch.ticks))
         values.extend(tickschema.ghost_args(batch.ghosts))
-    return names, values
+    return values
+
+
+@functools.lru_cache(maxsize=4096)
+def _packed_keys(symbol: str) -> PackedArgs:
+    """A symbol's twelve keys, packed once for every flush that names them."""
+    return PackedArgs.of(_symbol_keys(symbol))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -342,9 +354,11 @@ class TickWriter:
                     result.add_reply(reply)
             return failures
         assert isinstance(self.client, aioredis.Redis)
-        names, values = _call_arguments(list(batches.items()))
+        keys = PackedArgs.join([_packed_keys(symbol) for symbol in batches])
         try:
-            reply = await fcall(self.client, FUNCTION_NAME, names, values)
+            reply = await fcall(
+                self.client, FUNCTION_NAME, keys, _call_values(list(batches.items()))
+            )
         except redis.exceptions.ResponseError as exc:
             return dict.fromkeys(batches, exc)  # the call wrote nothing at all
         result.add_reply(reply)
