@@ -205,6 +205,36 @@ async def test_a_call_refused_for_a_missing_series_writes_nothing(aredis: aiored
     ]
 
 
+async def test_a_call_whose_counts_do_not_match_its_ticks_is_refused_whole(
+    aredis: aioredis.Redis,
+) -> None:
+    """Counts that do not add up to the ticks after them (one value short or over, a count
+    that is negative or not a number) are refused before anything is written; the call as
+    the writer makes it then goes through."""
+    batches = {
+        "BTCUSDT": SymbolBatch(make_ticks("BTCUSDT", 5, seed=1), []),
+        "ETHUSDT": SymbolBatch(
+            [], [t._replace(source="ghost") for t in make_ticks("ETHUSDT", 3, 2)]
+        ),
+    }
+    writer = TickWriter(aredis)
+    await writer.prepare(list(batches))
+    names, values = _call_arguments(list(batches.items()))
+    broken: list[list[object]] = [
+        values[:-1],
+        [*values, "extra"],
+        [values[0], -1, *values[2:]],  # BTCUSDT: -1 real ticks
+        [*values[:5], "x", *values[6:]],  # ETHUSDT: "x" real ticks
+    ]
+    for args in broken:
+        with pytest.raises(redis.exceptions.ResponseError, match="do not match the tick counts"):
+            await aredis.execute_command("FCALL", FUNCTION_NAME, len(names), *names, *args)
+    assert await aredis.exists(keys.tick_stream("BTCUSDT"), keys.ghost_stream("ETHUSDT")) == 0
+    reply = await aredis.execute_command("FCALL", FUNCTION_NAME, len(names), *names, *values)
+    assert reply == [5, 0, 3, 0]
+    assert await aredis.xlen(keys.ghost_stream("ETHUSDT")) == 3
+
+
 async def test_a_call_of_150_symbols_checks_every_series_and_is_all_or_nothing(
     aredis: aioredis.Redis,
 ) -> None:

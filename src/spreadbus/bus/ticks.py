@@ -119,16 +119,22 @@ def _call_arguments(
 
 
 def _call_values(group: Sequence[tuple[str, SymbolBatch]]) -> list[str | bytes | int | float]:
-    """The arguments (ARGV) of one :data:`FUNCTION_NAME` call for these symbols (the ticks'
-    part is :mod:`spreadbus.bus.tickschema`'s; hiredis turns the numbers into text)."""
+    """The arguments (ARGV) of one :data:`FUNCTION_NAME` call for these symbols: four per
+    symbol, then every real tick, then every ghost, each block formatted in one pass
+    (:mod:`spreadbus.bus.tickschema`; hiredis turns the numbers into text)."""
     values: list[str | bytes | int | float] = [tickschema.FIELD]
+    real: list[Tick] = []
+    ghosts: list[Tick] = []
     for _, batch in group:
-        values.append(len(batch.ticks))
-        values.append(len(batch.ghosts))
-        values.append("" if batch.cut_ms is None else batch.cut_ms)
-        values.append("" if batch.ghost_cut_ms is None else batch.ghost_cut_ms)
-        values.extend(tickschema.real_args(batch.ticks))
-        values.extend(tickschema.ghost_args(batch.ghosts))
+        values += (
+            len(batch.ticks), len(batch.ghosts),
+            "" if batch.cut_ms is None else batch.cut_ms,
+            "" if batch.ghost_cut_ms is None else batch.ghost_cut_ms,
+        )  # fmt: skip
+        real += batch.ticks
+        ghosts += batch.ghosts
+    values += tickschema.real_args(real)
+    values += tickschema.ghost_args(ghosts)
     return values
 
 

@@ -12,11 +12,13 @@ publish_ticks(KEYS, ARGV)
         -- all hash-tagged on the symbol. On Redis Cluster a call carries one symbol (one slot);
         on a single node it carries every symbol of the flush, so the fixed cost of a call
         (tens of microseconds) is paid once per flush instead of once per symbol.
-  ARGV: 1 the name of the entry's one field (spreadbus.bus.tickschema.FIELD, "t")
-        then per symbol, in KEYS order: the number of real ticks R, the number of ghost ticks G,
-        the trim id of the real stream and of the ghost stream ("" = no trim), then 5 x R
-        values for the real ticks (trade ms, trade id, price, qty, entry value) and G entry
-        values for the ghost ticks (spreadbus.bus.tickschema: real_args, ghost_args).
+  ARGV: 1 the name of the entry's one field (spreadbus.bus.tickschema.FIELD, "t");
+        then per symbol, in KEYS order, four values: the number of real ticks R, the number of
+        ghost ticks G, the trim id of the real stream and of the ghost stream ("" = no trim);
+        then the real ticks of every symbol, in KEYS order, 5 values each (trade ms, trade id,
+        price, qty, entry value); then the ghost ticks of every symbol, in KEYS order, one
+        entry value each (spreadbus.bus.tickschema: real_args, ghost_args). Ticks in blocks,
+        not within each symbol's part: the client formats all of a call's ticks in one pass.
   Returns {real added, real duplicates, ghost added, samples refused}, summed over the symbols.
 
 All or nothing, in effect. Redis does not roll a function back when one of its commands fails,
@@ -249,42 +251,46 @@ local function publish_ticks(keys, args)
     return redis.error_reply('publish_ticks: expected 12 keys a symbol')
   end
   -- first pass: counts and keys of every symbol, before anything is written
-  local p = 2
+  local symbols = #keys / KEYS_PER_SYMBOL
+  local counts, all_real, all_ghosts = {}, 0, 0
   local streams, real_at = {}, {}
-  for k = 0, #keys - 1, KEYS_PER_SYMBOL do
+  for s = 0, symbols - 1 do
+    local k, p = KEYS_PER_SYMBOL * s, 2 + 4 * s
     local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
-    if real == nil or ghosts == nil or p + 3 + REAL_ARGS * real + GHOST_ARGS * ghosts > #args then
+    if real == nil or ghosts == nil or real < 0 or ghosts < 0 then
       return redis.error_reply('publish_ticks: arguments do not match the tick counts')
     end
+    counts[2 * s + 1], counts[2 * s + 2] = real, ghosts
+    all_real, all_ghosts = all_real + real, all_ghosts + ghosts
     if real > 0 then
       streams[#streams + 1] = keys[k + 1]
       real_at[#real_at + 1] = k
     end
     if ghosts > 0 then streams[#streams + 1] = keys[k + 2] end
-    p = p + 4 + REAL_ARGS * real + GHOST_ARGS * ghosts
   end
-  if p ~= #args + 1 then
+  local rp = 2 + 4 * symbols  -- the first real tick's arguments
+  local gp = rp + REAL_ARGS * all_real  -- the first ghost's
+  if gp + GHOST_ARGS * all_ghosts ~= #args + 1 then
     return redis.error_reply('publish_ticks: arguments do not match the tick counts')
   end
   local problem = all_streams(streams) or all_exist(keys, real_at)
   if problem ~= nil then return redis.error_reply(problem) end
   local total = {0, 0, 0, 0}
   local samples, n = {}, 0  -- every symbol's, for one TS.MADD at the end
-  p = 2
-  for k = 0, #keys - 1, KEYS_PER_SYMBOL do
-    local real, ghosts = tonumber(args[p]), tonumber(args[p + 1])
+  for s = 0, symbols - 1 do
+    local k, p = KEYS_PER_SYMBOL * s, 2 + 4 * s
+    local real, ghosts = counts[2 * s + 1], counts[2 * s + 2]
     local cut, ghost_cut = args[p + 2], args[p + 3]
-    p = p + 4
     if real > 0 then
       local added, dupes
-      added, dupes, n = add_real(keys, k, name, args, p, real, samples, n)
+      added, dupes, n = add_real(keys, k, name, args, rp, real, samples, n)
       total[1], total[2] = total[1] + added, total[2] + dupes
-      p = p + REAL_ARGS * real
+      rp = rp + REAL_ARGS * real
     end
     if ghosts > 0 then
-      add_ghosts(keys[k + 2], name, args, p, ghosts)
+      add_ghosts(keys[k + 2], name, args, gp, ghosts)
       total[3] = total[3] + ghosts
-      p = p + GHOST_ARGS * ghosts
+      gp = gp + GHOST_ARGS * ghosts
     end
     if cut ~= '' then redis.call('XTRIM', keys[k + 1], 'MINID', '~', cut) end
     if ghost_cut ~= '' then redis.call('XTRIM', keys[k + 2], 'MINID', '~', ghost_cut) end
