@@ -1,5 +1,7 @@
 """The rolling latency rings: what they keep, and their percentiles against numpy's."""
 
+import gc
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,7 +77,7 @@ def test_a_symbols_latencies_are_those_of_the_last_window_of_its_ticks() -> None
     numpy's percentiles and maximum, rounded to the microsecond, of receive - event and
     event - trade over the last WINDOW ticks handed over. One batch is a kept batch's list,
     which the retry extends with the next flushes' ticks (handed over on their own too):
-    they count once."""
+    they count once. None of the ticks is kept (the collector would walk them)."""
     ticks = _ticks(3 * WINDOW + 77, seed=3)
     latency = SymbolLatency()
     given: list[Tick] = []
@@ -91,4 +93,18 @@ def test_a_symbols_latencies_are_those_of_the_last_window_of_its_ticks() -> None
         if start % (61 * 7) == 0 and kept is None:
             assert latency.fields() == _fields_of(given[-WINDOW:])
     assert kept is not None and len(kept) > 61
+    assert not _reaches_a_tick(latency)  # ticks waiting: as floats, not as ticks
     assert latency.fields() == _fields_of(given[-WINDOW:])
+
+
+def _reaches_a_tick(root: object) -> bool:
+    """Whether any object reachable from ``root`` is a Tick (which the collector walks)."""
+    seen, todo = {id(root)}, [root]
+    while todo:
+        for item in gc.get_referents(todo.pop()):
+            if isinstance(item, Tick):
+                return True
+            if id(item) not in seen and gc.is_tracked(item):
+                seen.add(id(item))
+                todo.append(item)
+    return False
