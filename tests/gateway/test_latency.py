@@ -1,6 +1,6 @@
 """The rolling latency rings: what they keep, and their percentiles against numpy's."""
 
-import gc
+from types import FunctionType, ModuleType
 
 import numpy as np
 from hypothesis import given, settings
@@ -98,13 +98,21 @@ def test_a_symbols_latencies_are_those_of_the_last_window_of_its_ticks() -> None
 
 
 def _reaches_a_tick(root: object) -> bool:
-    """Whether any object reachable from ``root`` is a Tick (which the collector walks)."""
-    seen, todo = {id(root)}, [root]
+    """Whether ``root``'s own data holds a Tick: its attributes and, under them, containers
+    and plain objects (not classes, modules or functions: through those every object of the
+    process is reachable)."""
+    todo, seen = list(vars(root).values()), set()
     while todo:
-        for item in gc.get_referents(todo.pop()):
-            if isinstance(item, Tick):
-                return True
-            if id(item) not in seen and gc.is_tracked(item):
-                seen.add(id(item))
-                todo.append(item)
+        item = todo.pop()
+        if isinstance(item, Tick):
+            return True
+        if id(item) in seen or isinstance(item, type | ModuleType | FunctionType):
+            continue
+        seen.add(id(item))
+        if isinstance(item, dict):
+            todo += item.values()
+        elif isinstance(item, list | tuple | set):
+            todo += item
+        elif hasattr(item, "__dict__"):
+            todo += vars(item).values()
     return False
