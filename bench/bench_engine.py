@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,6 +43,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from bench.cpu import process_cpu_s as cpu_seconds  # bench_scaling imports this name
+from bench.quiet import no_background_save
 from bench.scratch import in_scratch_dir
 from bench.wakeup import WakeupProbe
 from spreadbus.bus import keys
@@ -142,6 +144,20 @@ async def write_history(writer: TickWriter, market: Market, start_ms: int) -> in
     return written
 
 
+async def wait_until_started(
+    engine: subprocess.Popen[bytes], started: Callable[[], Awaitable[bool]], timeout_s: float
+) -> None:
+    """Poll ``started`` every 0.1 s until it is true; RuntimeError if the engine exits first
+    or ``timeout_s`` passes."""
+    for _ in range(int(timeout_s / 0.1)):
+        if await started():
+            return
+        if engine.poll() is not None:
+            raise RuntimeError("the engine exited")
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the engine did not start within {timeout_s:.0f} s")
+
+
 async def committed(client: aioredis.Redis) -> int:
     """Entries the engine has committed (its cursor's counts, real + ghost)."""
     return sum(p.processed + p.bad for p in (await load_cursor(client)).values())
@@ -200,19 +216,17 @@ async def _run(tmp: Path) -> list[dict[str, Any]]:
         engine = subprocess.Popen([sys.executable, "-m", "spreadbus", "engine"], env=env)
         reports: list[tuple[float, dict[str, Any]]] = []
         listener = asyncio.create_task(_listen(pubsub, reports))
-        for _ in range(600):
-            if any(r.get("event") == "ready" for _, r in reports):
-                break
-            if engine.poll() is not None:
-                raise RuntimeError("the engine exited")
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError("the engine did not start within 60 s")
+
+        async def ready() -> bool:
+            return any(r.get("event") == "ready" for _, r in reports)
+
+        await wait_until_started(engine, ready, 60.0)
         written = [0]
         rows: list[dict[str, Any]] = []
         assert server.process is not None
         pids = {"engine": engine.pid, "redis": server.process.pid, "producer": os.getpid()}
         for rate, seconds in PHASES:
+            await no_background_save(lambda: client.info("persistence"))
             began = time.monotonic()
             cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
             backlog0 = written[0] - await committed(client)

@@ -39,6 +39,7 @@ import redis
 
 from bench import cryptofeed_ref
 from bench.cpu import process_cpu_s, redis_cpu_s
+from bench.quiet import no_background_save
 from bench.scratch import in_scratch_dir
 from bench.wakeup import WakeupProbe
 from spreadbus.bus import keys, tickschema
@@ -86,14 +87,10 @@ def redis_benchmark_xadd(server: EmbeddedRedis, password: str, requests: int = 2
 
 async def _quiet_redis(client: redis.Redis) -> None:
     """Start a paced phase on an empty Redis that is not rewriting its AOF: the firehose
-    leaves ~100 MB of AOF behind, and a rewrite (a forked child) running through the phase
-    would be one more process on the two cores, measured as gateway latency."""
+    leaves ~100 MB of AOF behind, and a rewrite running through the phase would be measured as
+    gateway latency."""
     client.flushall()
-    for _ in range(600):
-        info = client.info("persistence")
-        if not info.get("aof_rewrite_in_progress") and not info.get("rdb_bgsave_in_progress"):
-            return
-        await asyncio.sleep(0.1)
+    await no_background_save(lambda: client.info("persistence"))
 
 
 Starter = Callable[[], Awaitable["subprocess.Popen[bytes]"]]

@@ -32,7 +32,7 @@ from typing import Any, Final
 import redis
 import redis.asyncio as aioredis
 
-from bench.bench_engine import SYMBOLS, Market, engine_env, write_history
+from bench.bench_engine import SYMBOLS, Market, engine_env, wait_until_started, write_history
 from bench.cpu import process_cpu_s, redis_cpu_s
 from spreadbus.bus import keys
 from spreadbus.bus.codec import epoch_ms
@@ -107,14 +107,11 @@ async def _case(
     redis_sync = redis.Redis.from_url(server.url)
     legs = {s for p in pairs for s in p.split("/")}
     try:
-        for _ in range(1200):  # ready: its heartbeat counts the pairs
-            if await _counter(client, "pairs") == len(pairs):
-                break
-            if engine.poll() is not None:
-                raise RuntimeError("the engine exited")
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError("the engine did not start within 120 s")
+
+        async def ready() -> bool:  # its heartbeat counts the pairs
+            return await _counter(client, "pairs") == len(pairs)
+
+        await wait_until_started(engine, ready, 120.0)
         await produce(writer, market, legs, SETTLE_S)
         updates0 = await _counter(client, "pair_updates")
         ticks0 = await _counter(client, "ticks")
