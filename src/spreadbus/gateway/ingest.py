@@ -4,7 +4,7 @@ Every source (Binance, sim, replay) feeds one :class:`Ingest` through the
 :class:`~spreadbus.gateway.sink.TickSink` methods. Ticks wait in per-symbol buffers for at most
 ``max_delay_ms`` (or until ``max_batch`` are waiting), then :meth:`Ingest.run` writes them all
 with one pipelined round trip. Whatever can be done per batch is done there, once per symbol
-and flush rather than once per tick: latency rings, per-symbol counts.
+and flush rather than once per tick: latencies, per-symbol counts.
 
 The ghost venue's ticks are made (vectorised) and written on a coarser beat, at most every
 ``ghost_every_ms`` (10 ms), riding along with whichever flush comes next: they are published

@@ -65,8 +65,9 @@ quantity text, or the sum as %.17g (Lua would print a number with only 14 signif
 Cost: a redis.call from Lua costs about three times an XADD itself, and in a flush at 10k
 ticks/s (one or two ticks a symbol) the Lua around the calls was most of the rest. So the
 samples are built in locals, not in a table per tick and per minute, and key lists are filled
-by plain loops. Measured by valgrind's instruction count inside FCALL, 44 symbols with a tick
-and a ghost each: 6.5 M instructions a call before, 5.1 M after.
+by plain loops, and the ticks come in blocks (ARGV above). Measured by valgrind's instruction
+count inside FCALL, 44 symbols with a tick and a ghost each: 6.5 M instructions a call before,
+5.0 M after (bench luacost counts them against plain XADDs of the same ticks).
 ]==]
 
 local MADD_CHUNK = 1000  -- samples per TS.MADD: 3 args each stays under Lua's unpack limit
