@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,8 @@ def run() -> list[dict[str, Any]]:
         return []
     rows: list[dict[str, Any]] = []
     for case, ticks, symbols in SHAPES:
-        ours = in_scratch_dir(lambda d, t=ticks, s=symbols: _count(d, t, s, lua=True))
-        plain = in_scratch_dir(lambda d, t=ticks, s=symbols: _count(d, t, s, lua=False))
+        ours = in_scratch_dir(partial(_count, ticks=ticks, symbols=symbols, lua=True))
+        plain = in_scratch_dir(partial(_count, ticks=ticks, symbols=symbols, lua=False))
         per_tick, reference = ours / (FLUSHES * ticks), plain / (FLUSHES * ticks)
         rows += [
             {"case": case, "metric": "Redis instructions per tick, FCALL publish_ticks",
@@ -89,7 +90,7 @@ async def _count(folder: Path, ticks: int, symbols: int, *, lua: bool) -> float:
         names = [f"L{i:03d}USDT" for i in range(symbols)]
         writer = TickWriter(client)
         if LIBRARY:
-            await client.execute_command("FUNCTION", "LOAD", "REPLACE", LIBRARY)
+            await client.execute_command("FUNCTION", "LOAD", "REPLACE", LIBRARY)  # type: ignore[no-untyped-call]
         else:
             await load_function(client)
         for name in names:
@@ -144,9 +145,11 @@ async def _write(
     async with client.pipeline(transaction=False) as pipe:
         for symbol, batch in batches.items():
             for tick in batch.ticks:
-                pipe.xadd(keys.tick_stream(symbol), tickschema.to_fields(tick), id=tick.stream_id)
+                real: dict[Any, Any] = tickschema.to_fields(tick)
+                pipe.xadd(keys.tick_stream(symbol), real, id=tick.stream_id)
             for ghost in batch.ghosts:
-                pipe.xadd(keys.ghost_stream(symbol), tickschema.to_fields(ghost, ghost=True))
+                twin: dict[Any, Any] = tickschema.to_fields(ghost, ghost=True)
+                pipe.xadd(keys.ghost_stream(symbol), twin)
         await pipe.execute()
 
 
