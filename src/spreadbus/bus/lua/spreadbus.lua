@@ -62,12 +62,13 @@ Only accepted ticks reach the TimeSeries, in two forms:
 Prices go to Redis as the exchange's decimal text; a minute's volume as its one trade's
 quantity text, or the sum as %.17g (Lua would print a number with only 14 significant digits).
 
-Cost: a redis.call from Lua costs about three times an XADD itself, and in a flush at 10k
-ticks/s (one or two ticks a symbol) the Lua around the calls was most of the rest. So the
-samples are built in locals, not in a table per tick and per minute, and key lists are filled
-by plain loops, and the ticks come in blocks (ARGV above). Measured by valgrind's instruction
-count inside FCALL, 44 symbols with a tick and a ghost each: 6.5 M instructions a call before,
-5.0 M after (bench luacost counts them against plain XADDs of the same ticks).
+Cost: the machinery of a redis.call from Lua costs more than an XADD itself (about 7 k
+instructions against 5 k), and in a flush at 10k ticks/s (one or two ticks a symbol) the Lua
+around the calls was half of the rest. So the samples are built in locals, not in a table per
+tick and per minute, key lists are filled by plain loops, and the ticks come in blocks (ARGV
+above). Measured by valgrind's instruction count inside FCALL, 44 symbols with a tick and a
+ghost each: 6.5 M instructions a call before, 5.0 M after (bench luacost counts them against
+plain XADDs of the same ticks).
 ]==]
 
 local MADD_CHUNK = 1000  -- samples per TS.MADD: 3 args each stays under Lua's unpack limit
